@@ -1,0 +1,1 @@
+"""Alerts: detections become alarms (one open per kind and subject), alarms become routed tickets."""

@@ -1,0 +1,60 @@
+"""Reads over what collectors write: dead letters and device state."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow, dict_row
+
+
+def _payload_text(raw: bytes) -> tuple[str, str]:
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), "base64"
+
+
+async def list_dead_letters(
+    conn: AsyncConnection[TupleRow], *, reason: str | None, since: datetime | None, limit: int, cursor: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; the cursor is the id to continue below."""
+    where: list[str] = []
+    args: list[object] = []
+    if reason:
+        where.append("reason = %s")
+        args.append(reason)
+    if since:
+        where.append("received_at >= %s")
+        args.append(since)
+    if cursor is not None:
+        where.append("id < %s")
+        args.append(cursor)
+    sql = "SELECT id, topic, reason, detail, received_at, payload FROM dead_letters"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT %s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, (*args, limit + 1))
+        rows = await cur.fetchall()
+    items = []
+    for r in rows[:limit]:
+        text, enc = _payload_text(bytes(r["payload"]))
+        items.append({**r, "payload": text, "payload_encoding": enc})
+    return items, (int(rows[limit - 1]["id"]) if len(rows) > limit else None)
+
+
+async def get_device(conn: AsyncConnection[TupleRow], device_id: str) -> dict[str, Any] | None:
+    """The registry entry with its placement and last known state."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id) AS building_id, "
+            "b.grid_id, d.location, s.last_seen, s.online, s.battery_pct, s.rssi_dbm "
+            "FROM devices d LEFT JOIN households h ON h.id = d.household_id "
+            "LEFT JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) "
+            "LEFT JOIN device_state s ON s.device_id = d.id WHERE d.id = %s",
+            (device_id,),
+        )
+        return await cur.fetchone()

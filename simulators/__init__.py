@@ -1,0 +1,1 @@
+"""Simulators: a generated district (registry) and its device traffic, for demos, tests and load."""

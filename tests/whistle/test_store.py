@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+import psycopg
+import pytest
+
+from whistle.domain import Channel, DeadLetter, DeviceType, Reading
+from whistle.store import migrate as migrate_mod
+from whistle.store.db import Database
+from whistle.store.migrate import Migration, MigrationError, migrate
+from whistle.store.writers import (
+    copy_readings,
+    drop_reading_partitions,
+    ensure_reading_partitions,
+    insert_dead_letters,
+    upsert_device_state,
+)
+from whistle.timeutil import from_datetime
+
+
+def ms(y: int, m: int, d: int, h: int = 0) -> int:
+    return from_datetime(datetime(y, m, d, h, tzinfo=UTC))
+
+
+async def test_migrations_are_recorded_and_idempotent_under_concurrency(db_url: str) -> None:
+    results = await asyncio.gather(*(migrate(db_url) for _ in range(4)))
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]  # exactly one process applied 0001
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        rows = await (await conn.execute("SELECT version, name FROM schema_migrations")).fetchall()
+    assert rows == [(1, "init")]
+    assert await migrate(db_url) == []
+
+
+async def test_an_edited_applied_migration_is_refused(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    await migrate(db_url)
+    real = migrate_mod.load_migrations()
+    edited = [Migration(m.version, m.name, m.sql + "\n-- edited") for m in real]
+    monkeypatch.setattr(migrate_mod, "load_migrations", lambda: edited)
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await migrate(db_url)
+
+
+def reading(device: str, ts: int, **values: float) -> Reading:
+    return Reading(device, DeviceType.WATER, Channel.DATA, ts, ts + 5, values or {"total_m3": 1.5}, 1, "H1", "B1")
+
+
+async def count(db: Database, sql: str) -> int:
+    async with db.connection() as conn:
+        row = await (await conn.execute(sql)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_readings_are_range_partitioned_by_day_and_default_rows_move(db: Database) -> None:
+    async with db.connection() as conn:
+        # before any daily partition exists a reading lands in the default partition
+        await copy_readings(conn, [reading("WM-1", ms(2026, 11, 10, 3)), reading("WM-1", ms(2026, 11, 12, 3))])
+    assert await count(db, "SELECT count(*) FROM readings_default") == 2
+    async with db.connection() as conn:
+        created = await ensure_reading_partitions(conn, now_ms=ms(2026, 11, 11), back_days=1, ahead_days=2)
+    # [today - 2 days, today + 2 days) = 2026-11-09 .. 2026-11-12
+    assert created == 4
+    assert await count(db, "SELECT count(*) FROM readings_default") == 0
+    assert await count(db, "SELECT count(*) FROM readings_20261110") == 1
+    assert await count(db, "SELECT count(*) FROM readings_20261112") == 1
+    assert await count(db, "SELECT count(*) FROM readings") == 2
+    async with db.connection() as conn:
+        again = await ensure_reading_partitions(conn, now_ms=ms(2026, 11, 11), back_days=1, ahead_days=2)
+        dropped = await drop_reading_partitions(conn, now_ms=ms(2026, 11, 12), retention_days=2)
+    assert again == 0
+    assert dropped == 1  # only the partition of 2026-11-09 ends on or before 2026-11-10
+    assert await count(db, "SELECT count(*) FROM readings") == 2
+
+
+async def test_copy_writes_every_column(db: Database) -> None:
+    ts = ms(2026, 11, 20, 8)
+    async with db.connection() as conn:
+        await copy_readings(conn, [reading("WM-7", ts, total_m3=12.5, flow_lph=3.0)])
+        row = await (
+            await conn.execute(
+                "SELECT ts, device_id, device_type, channel, seq, household_id, building_id, payload FROM readings"
+            )
+        ).fetchone()
+    assert row == (
+        datetime(2026, 11, 20, 8, tzinfo=UTC),
+        "WM-7",
+        "water",
+        "data",
+        1,
+        "H1",
+        "B1",
+        {"total_m3": 12.5, "flow_lph": 3.0},
+    )
+
+
+async def test_device_state_keeps_the_newest(db: Database) -> None:
+    t = ms(2026, 11, 20, 8)
+    status = Reading("WM-7", DeviceType.WATER, Channel.STATUS, t, t, {"battery_pct": 80.0, "online": True})
+    offline = Reading("WM-7", DeviceType.WATER, Channel.STATUS, t + 1000, t + 1000, {"online": False})
+    async with db.connection() as conn:
+        await upsert_device_state(conn, [offline, status])
+        late = Reading("WM-7", DeviceType.WATER, Channel.DATA, t - 5000, t, {"total_m3": 1.0})
+        await upsert_device_state(conn, [late])  # an older reading arriving late changes nothing
+        row = await (await conn.execute("SELECT last_seen, online, battery_pct FROM device_state")).fetchone()
+    assert row == (datetime(2026, 11, 20, 8, 0, 1, tzinfo=UTC), False, 80.0)
+
+
+async def test_dead_letters_keep_raw_bytes(db: Database) -> None:
+    async with db.connection() as conn:
+        await insert_dead_letters(conn, [DeadLetter("whistle/v1/smoke/X/event", "not_json", "bad", b"\xff{", 1000)])
+        row = await (await conn.execute("SELECT topic, reason, payload FROM dead_letters")).fetchone()
+    assert row == ("whistle/v1/smoke/X/event", "not_json", b"\xff{")
+
+
+def test_partition_dates_are_utc_days() -> None:
+    assert datetime.fromtimestamp(ms(2026, 11, 10, 23) / 1000, tz=UTC).date() == date(2026, 11, 10)

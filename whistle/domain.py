@@ -1,0 +1,201 @@
+"""The values that flow through the system: readings, detections, dead letters, alarms, tickets.
+
+Every package imports this module; it imports none of them. Event times are integer
+milliseconds since the Unix epoch (UTC) so that the hot paths never build datetimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DeviceType(StrEnum):
+    SMOKE = "smoke"
+    ELEVATOR = "elevator"
+    EBIKE = "ebike"
+    WATER = "water"
+    POWER = "power"
+
+
+class Channel(StrEnum):
+    DATA = "data"
+    EVENT = "event"
+    STATUS = "status"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical, 3 for warning: lower is more urgent."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.MAJOR: 1, Severity.MINOR: 2, Severity.WARNING: 3}
+
+
+class AlarmKind(StrEnum):
+    SMOKE_FIRE = "smoke.fire"
+    SMOKE_FAULT = "smoke.fault"
+    SMOKE_TAMPER = "smoke.tamper"
+    SMOKE_LOW_BATTERY = "smoke.low_battery"
+    ELEVATOR_TRAPPED = "elevator.trapped"
+    ELEVATOR_FAULT = "elevator.fault"
+    ELEVATOR_EBIKE = "elevator.ebike"
+    EBIKE_INDOOR_CHARGING = "ebike.indoor_charging"
+    GROUP_RENTAL_SUSPECTED = "household.group_rental_suspected"
+    LONE_ELDER_INACTIVE = "household.lone_elder_inactive"
+    WATER_CONTINUOUS_FLOW = "water.continuous_flow"
+    DEVICE_OFFLINE = "device.offline"
+
+
+DEFAULT_SEVERITY: Mapping[AlarmKind, Severity] = {
+    AlarmKind.SMOKE_FIRE: Severity.CRITICAL,
+    AlarmKind.SMOKE_FAULT: Severity.MINOR,
+    AlarmKind.SMOKE_TAMPER: Severity.MAJOR,
+    AlarmKind.SMOKE_LOW_BATTERY: Severity.WARNING,
+    AlarmKind.ELEVATOR_TRAPPED: Severity.CRITICAL,
+    AlarmKind.ELEVATOR_FAULT: Severity.MAJOR,
+    AlarmKind.ELEVATOR_EBIKE: Severity.WARNING,
+    AlarmKind.EBIKE_INDOOR_CHARGING: Severity.MAJOR,
+    AlarmKind.GROUP_RENTAL_SUSPECTED: Severity.MINOR,
+    AlarmKind.LONE_ELDER_INACTIVE: Severity.MAJOR,
+    AlarmKind.WATER_CONTINUOUS_FLOW: Severity.MINOR,
+    AlarmKind.DEVICE_OFFLINE: Severity.WARNING,
+}
+
+
+class SubjectType(StrEnum):
+    DEVICE = "device"
+    HOUSEHOLD = "household"
+    BUILDING = "building"
+
+
+class DetectionAction(StrEnum):
+    RAISE = "raise"
+    CLEAR = "clear"
+
+
+class AlarmStatus(StrEnum):
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+
+
+class TicketStatus(StrEnum):
+    DISPATCHED = "dispatched"
+    ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    CONFIRMED = "confirmed"
+    FALSE_ALARM = "false_alarm"
+    DUPLICATE = "duplicate"
+
+
+class WorkerRole(StrEnum):
+    GRID_WORKER = "grid_worker"
+    GRID_LEADER = "grid_leader"
+    STREET_CENTER = "street_center"
+    PROPERTY = "property"
+    ELEVATOR_MAINTAINER = "elevator_maintainer"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated device message, bound to where the device is installed."""
+
+    device_id: str
+    device_type: DeviceType
+    channel: Channel
+    ts: int
+    received_at: int
+    values: Mapping[str, Any]
+    seq: int | None = None
+    household_id: str | None = None
+    building_id: str | None = None
+    grid_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The partition key: the household if any, else the building, else the device."""
+        return self.household_id or self.building_id or self.device_id
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """What a rule concluded: raise or clear an alarm of `kind` on a subject, with its evidence."""
+
+    kind: AlarmKind
+    severity: Severity
+    subject_type: SubjectType
+    subject_id: str
+    ts: int
+    action: DetectionAction = DetectionAction.RAISE
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    household_id: str | None = None
+    building_id: str | None = None
+    grid_id: str | None = None
+    source_id: str = ""
+
+    @property
+    def detection_id(self) -> str:
+        """A stable id: the same detection replayed after a restart has the same id."""
+        raw = f"{self.kind}|{self.subject_type}|{self.subject_id}|{self.action}|{self.ts}|{self.source_id}"
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that was not accepted, kept with the reason why."""
+
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    id: str
+    kind: AlarmKind
+    severity: Severity
+    status: AlarmStatus
+    subject_type: SubjectType
+    subject_id: str
+    household_id: str | None
+    building_id: str | None
+    grid_id: str | None
+    first_seen: int
+    last_seen: int
+    detected_at: int
+    count: int
+    evidence: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    id: str
+    kind: AlarmKind
+    severity: Severity
+    alarm_ids: tuple[str, ...]
+    grid_id: str | None
+    assignee_id: str | None
+    status: TicketStatus
+    escalation_level: int
+    created_at: int
+    acknowledged_at: int | None
+    resolved_at: int | None
+    outcome: Outcome | None

