@@ -22,6 +22,7 @@ from whistle.domain import (
     SubjectType,
     WorkerRole,
 )
+from whistle.store.query import Where
 from whistle.timeutil import from_datetime, to_datetime
 
 Conn = AsyncConnection[TupleRow]
@@ -207,24 +208,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 async def list_alarms(
     conn: Conn, *, filters: Mapping[str, Any], since: datetime | None, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    where: list[str] = []
-    args: list[Any] = []
-    for col, value in filters.items():
-        if value is not None:
-            where.append(f"{col} = %s")
-            args.append(value)
+    where = Where().eq(filters)
     if since is not None:
-        where.append("last_seen >= %s")
-        args.append(since)
+        where.add("last_seen >= %s", since)
     if cursor:
-        at, row_id = decode_cursor(cursor)
-        where.append("(detected_at, id) < (%s, %s::uuid)")
-        args += [at, row_id]
-    sql = f"SELECT {_ALARM_COLS} FROM alarms"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY detected_at DESC, id DESC LIMIT %s"
-    cur = await conn.execute(sql, (*args, limit + 1))
+        where.add("(detected_at, id) < (%s, %s::uuid)", *decode_cursor(cursor))
+    sql = f"SELECT {_ALARM_COLS} FROM alarms{where.sql()} ORDER BY detected_at DESC, id DESC LIMIT %s"
+    cur = await conn.execute(sql, (*where.args, limit + 1))
     rows = await cur.fetchall()
     items = [_alarm(r) for r in rows[:limit]]
     nxt = encode_cursor(rows[limit - 1][11], str(rows[limit - 1][0])) if len(rows) > limit else None
@@ -253,28 +243,18 @@ def alarm_dict(a: Alarm) -> dict[str, Any]:
 async def list_tickets(
     conn: Conn, *, filters: Mapping[str, Any], limit: int, cursor: str | None, ticket_id: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    where: list[str] = []
-    args: list[Any] = []
-    for col, value in filters.items():
-        if value is not None:
-            where.append(f"t.{col} = %s")
-            args.append(value)
+    where = Where().eq(filters, prefix="t.")
     if ticket_id is not None:
-        where.append("t.id = %s::uuid")
-        args.append(ticket_id)
+        where.add("t.id = %s::uuid", ticket_id)
     if cursor:
-        at, row_id = decode_cursor(cursor)
-        where.append("(t.created_at, t.id) < (%s, %s::uuid)")
-        args += [at, row_id]
+        where.add("(t.created_at, t.id) < (%s, %s::uuid)", *decode_cursor(cursor))
     sql = (
         "SELECT t.*, COALESCE((SELECT array_agg(alarm_id::text ORDER BY alarm_id) FROM ticket_alarms ta "
-        "WHERE ta.ticket_id = t.id), '{}') AS alarm_ids FROM tickets t"
+        f"WHERE ta.ticket_id = t.id), '{{}}') AS alarm_ids FROM tickets t{where.sql()} "
+        "ORDER BY t.created_at DESC, t.id DESC LIMIT %s"
     )
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY t.created_at DESC, t.id DESC LIMIT %s"
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, (*args, limit + 1))
+        await cur.execute(sql, (*where.args, limit + 1))
         rows = await cur.fetchall()
         page = rows[:limit]
         history: dict[str, list[dict[str, Any]]] = {str(r["id"]): [] for r in page}

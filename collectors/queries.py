@@ -9,6 +9,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow, dict_row
 
+from whistle.store.query import Where
+
 
 def _payload_text(raw: bytes) -> tuple[str, str]:
     try:
@@ -21,23 +23,17 @@ async def list_dead_letters(
     conn: AsyncConnection[TupleRow], *, reason: str | None, since: datetime | None, limit: int, cursor: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; the cursor is the id to continue below."""
-    where: list[str] = []
-    args: list[object] = []
-    if reason:
-        where.append("reason = %s")
-        args.append(reason)
+    where = Where().eq({"reason": reason or None})
     if since:
-        where.append("received_at >= %s")
-        args.append(since)
+        where.add("received_at >= %s", since)
     if cursor is not None:
-        where.append("id < %s")
-        args.append(cursor)
-    sql = "SELECT id, topic, reason, detail, received_at, payload FROM dead_letters"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT %s"
+        where.add("id < %s", cursor)
+    sql = (
+        f"SELECT id, topic, reason, detail, received_at, payload FROM dead_letters{where.sql()} "
+        "ORDER BY id DESC LIMIT %s"
+    )
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, (*args, limit + 1))
+        await cur.execute(sql, (*where.args, limit + 1))
         rows = await cur.fetchall()
     items = []
     for r in rows[:limit]:

@@ -56,34 +56,24 @@ async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, 
     results = [(m, decode_message(m.topic, m.payload, received_at=m.received_at, limits=limits)) for m in messages]
     ids = sorted({r.device_id for _, r in results if r.accepted and r.device_id})
     placements = await directory.resolve(ids)
+
+    def refuse(m: Message, reason: Reason, detail: str, payload: bytes) -> None:
+        out.dead_letters.append(DeadLetter(m.topic, reason.value, detail, payload, m.received_at))
+
     for m, res in results:
         for rej in res.rejected:
-            out.dead_letters.append(DeadLetter(m.topic, rej.reason.value, rej.detail, rej.payload, m.received_at))
+            refuse(m, rej.reason, rej.detail, rej.payload)
         if not res.accepted:
             continue
         assert res.device_id is not None and res.device_type is not None
         place = placements.get(res.device_id)
+        raw = m.payload[: limits.max_object_bytes]
         if place is None:
-            out.dead_letters.append(
-                DeadLetter(
-                    m.topic,
-                    Reason.UNREGISTERED_DEVICE.value,
-                    f"device {res.device_id} is not registered",
-                    m.payload[: limits.max_object_bytes],
-                    m.received_at,
-                )
-            )
+            refuse(m, Reason.UNREGISTERED_DEVICE, f"device {res.device_id} is not registered", raw)
             continue
         if place.device_type is not res.device_type:
-            out.dead_letters.append(
-                DeadLetter(
-                    m.topic,
-                    Reason.TYPE_MISMATCH.value,
-                    f"device {res.device_id} is registered as {place.device_type}, not {res.device_type}",
-                    m.payload[: limits.max_object_bytes],
-                    m.received_at,
-                )
-            )
+            detail = f"device {res.device_id} is registered as {place.device_type}, not {res.device_type}"
+            refuse(m, Reason.TYPE_MISMATCH, detail, raw)
             continue
         for d in res.accepted:
             out.readings.append(
