@@ -66,7 +66,7 @@ def test_topic_errors(topic: str, reason: Reason) -> None:
         (b"{not json", Reason.NOT_JSON),
         (b"[1, 2]", Reason.NOT_OBJECT),
         (b'{"ts": NaN, "event": "alarm"}', Reason.NOT_FINITE),
-        (b'{"ts": 1, "event": "alarm", "obscuration_db_m": Infinity}', Reason.NOT_FINITE),
+        (b'{"ts": 1795000000000, "event": "alarm", "obscuration_db_m": Infinity}', Reason.NOT_FINITE),
         (b'{"ts": 1795000000000, "event": "alarm", "obscuration_db_m": 1e999}', Reason.NOT_FINITE),
         (b'{"event": "alarm"}', Reason.MISSING_FIELD),
         (b'{"ts": 1795000000000}', Reason.MISSING_FIELD),
@@ -153,3 +153,13 @@ def test_horizon_is_configurable() -> None:
     lim = Limits(horizon_ms=3_600_000)
     assert reasons(dec(SMOKE, {"ts": NOW - 3_600_001, "event": "alarm"}, limits=lim)) == ["ts_too_old"]
     assert dec(SMOKE, {"ts": NOW - 3_599_999, "event": "alarm"}, limits=lim).accepted
+
+
+def test_a_non_finite_value_rejects_only_its_own_object_in_a_batch() -> None:
+    res = dec(
+        "whistle/v1/water/WM-1/data",
+        None,
+        raw=b'{"batch": [{"ts": 1795000000000, "total_m3": NaN}, {"ts": 1795000000000, "total_m3": 2.5}]}',
+    )
+    assert [dict(a.values) for a in res.accepted] == [{"total_m3": 2.5}]
+    assert reasons(res) == ["not_finite"] and res.rejected[0].detail.startswith("batch[0]:")
