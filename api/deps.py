@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.service import AlertService
+from whistle.metrics import Sample
 from whistle.registry import DeviceDirectory
 from whistle.store.db import Database
 
@@ -25,6 +26,7 @@ class ApiContext:
     roles: list[str] = field(default_factory=list)
     directory: DeviceDirectory | None = None
     health_details: Callable[[], dict[str, Any]] = dict
+    metrics: Callable[[], Iterable[Sample]] = list
 
 
 def get_context(request: Request) -> ApiContext:

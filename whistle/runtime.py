@@ -20,12 +20,13 @@ import uvicorn
 from alerts.service import AlertService, AlertsWorker
 from api.app import create_app
 from api.deps import ApiContext
-from collectors.codecs import Limits
+from collectors.codecs import Limits, Reason
 from collectors.mqtt import MqttEndpoint, MqttSource
 from collectors.service import SUBSCRIPTIONS, Collector
 from rules.engine import RuleEngine
 from whistle.broker import EmbeddedBroker
 from whistle.bus import MemoryBus, create_bus
+from whistle.metrics import Sample
 from whistle.registry import DeviceDirectory
 from whistle.settings import Settings
 from whistle.store.db import Database
@@ -186,6 +187,7 @@ async def run(
                 roles=list(roles),
                 directory=rt.collector.directory if rt.collector else None,
                 health_details=lambda: _details(rt),
+                metrics=lambda: collect_metrics(rt),
             )
             server = _Server(
                 uvicorn.Config(
@@ -237,6 +239,53 @@ async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def collect_metrics(rt: Runtime) -> list[Sample]:
+    """The process's counters since it started, for GET /metrics."""
+    out: list[Sample] = []
+    if rt.collector is not None:
+        s = rt.collector.stats
+        out += [
+            Sample("whistle_collector_messages_total", "MQTT messages handled", "counter", s.messages),
+            Sample("whistle_collector_readings_total", "readings accepted and stored", "counter", s.readings),
+            Sample(
+                "whistle_collector_write_failures_total", "failed batch writes (retried)", "counter", s.write_failures
+            ),
+            Sample(
+                "whistle_collector_mqtt_connected",
+                "1 while connected to the broker",
+                "gauge",
+                1 if rt.collector.source.connected else 0,
+            ),
+        ]
+        out += [
+            Sample(
+                "whistle_dead_letters_total",
+                "input refused, by reason",
+                "counter",
+                s.dead_letters.get(r.value, 0),
+                {"reason": r.value},
+            )
+            for r in Reason
+        ]
+    if rt.rules is not None:
+        out += [
+            Sample(
+                "whistle_rules_readings_total", "readings evaluated by the rule engine", "counter", rt.rules.evaluated
+            ),
+            Sample("whistle_rules_detections_total", "detections emitted", "counter", rt.rules.detections),
+        ]
+    if rt.alerts_worker is not None:
+        out.append(
+            Sample(
+                "whistle_alerts_detections_applied_total",
+                "detections applied to alarms",
+                "counter",
+                rt.alerts_worker.applied,
+            )
+        )
+    return out
 
 
 def _details(rt: Runtime) -> dict[str, Any]:

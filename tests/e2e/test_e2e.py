@@ -89,6 +89,15 @@ async def test_smoke_alarm_over_mqtt_becomes_a_ticket_over_http(server: Runtime,
 
             await wait_for(confirmed, timeout=20)
             assert len(await ticket()) == 1
+
+            async def metrics() -> str:
+                text = (await http.get("/metrics", headers={})).text
+                return text if "whistle_alerts_detections_applied_total 2" in text else ""
+
+            text = await wait_for(metrics, timeout=10)
+            assert 'whistle_dead_letters_total{reason="not_utf8"} 1' in text
+            assert 'whistle_dead_letters_total{reason="not_json"} 0' in text
+            assert "whistle_collector_readings_total 2" in text
             health = (await http.get("/api/v1/health")).json()
             assert health["status"] == "ok" and health["details"]["collector"]["mqtt_connected"] is True
         finally:
