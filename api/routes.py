@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
@@ -20,6 +20,8 @@ from api.schemas import (
     TicketNote,
     TicketRead,
     TicketResolve,
+    UnregisteredDeviceRead,
+    UsageRead,
 )
 from collectors import queries as collector_queries
 from whistle import __version__
@@ -30,6 +32,7 @@ router = APIRouter(prefix="/api/v1")
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TicketId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
+DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
 @router.get("/health", response_model=Health)
@@ -164,10 +167,32 @@ async def get_dead_letters(
     return {"items": items, "next": str(nxt) if nxt is not None else None}
 
 
+@router.get("/devices/unregistered", response_model=list[UnregisteredDeviceRead])
+async def get_unregistered(ctx: Ctx, user: CurrentUser, limit: Limit = 100) -> list[dict[str, Any]]:
+    """Devices that keep publishing without being registered, so an operator can register them."""
+    async with ctx.db.connection() as conn:
+        return await collector_queries.list_unregistered(conn, limit=limit)
+
+
+@router.get("/devices/{device_id}/usage", response_model=list[UsageRead])
+async def get_usage(
+    ctx: Ctx,
+    user: CurrentUser,
+    device_id: DeviceId,
+    since: datetime,
+    until: datetime | None = None,
+    max_gap_s: Annotated[float, Query(gt=0)] = 7200.0,
+) -> list[dict[str, Any]]:
+    """A water or power meter's consumption per interval: resets never count as negative use."""
+    end = until or datetime.now(UTC)
+    if since.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since and until need a UTC offset")
+    async with ctx.db.connection() as conn:
+        return await collector_queries.device_usage(conn, device_id, since=since, until=end, max_gap_s=max_gap_s)
+
+
 @router.get("/devices/{device_id}", response_model=DeviceRead)
-async def get_device(
-    ctx: Ctx, user: CurrentUser, device_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
-) -> dict[str, Any]:
+async def get_device(ctx: Ctx, user: CurrentUser, device_id: DeviceId) -> dict[str, Any]:
     async with ctx.db.connection() as conn:
         row = await collector_queries.get_device(conn, device_id)
     if row is None:

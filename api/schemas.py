@@ -94,6 +94,24 @@ class DeviceRead(BaseModel):
     rssi_dbm: float | None
 
 
+class UnregisteredDeviceRead(BaseModel):
+    device_id: str
+    device_type: str
+    first_seen: datetime
+    last_seen: datetime
+    last_topic: str
+    messages: int
+
+
+class UsageRead(BaseModel):
+    ts: datetime
+    total: float | None
+    delta: float | None
+    interval_ms: int | None
+    reset: bool
+    gap: bool
+
+
 class RegistryCounts(BaseModel):
     streets: int
     grids: int

@@ -58,6 +58,7 @@ class Message:
     mid: int
     received_at: int
     connection: int = 0
+    dup: bool = False  # the broker is delivering it again (it was sent before, maybe handled)
 
 
 class MqttSource:
@@ -172,7 +173,9 @@ class MqttSource:
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", rc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._buffer.append(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now_ms(), self._connection))
+        self._buffer.append(
+            Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now_ms(), self._connection, bool(msg.dup))
+        )
         if not self._has_data.is_set():
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._has_data.set)

@@ -54,3 +54,27 @@ async def get_device(conn: AsyncConnection[TupleRow], device_id: str) -> dict[st
             (device_id,),
         )
         return await cur.fetchone()
+
+
+async def list_unregistered(conn: AsyncConnection[TupleRow], *, limit: int) -> list[dict[str, Any]]:
+    """Devices that publish without being registered, most recently heard first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT device_id, device_type, first_seen, last_seen, last_topic, messages FROM unregistered_devices "
+            "WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = device_id) ORDER BY last_seen DESC LIMIT %s",
+            (limit,),
+        )
+        return await cur.fetchall()
+
+
+async def device_usage(
+    conn: AsyncConnection[TupleRow], device_id: str, *, since: datetime, until: datetime, max_gap_s: float
+) -> list[dict[str, Any]]:
+    """Consumption per interval of a meter, from its stored series (whistle_usage, migration 0002)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT ts, total, delta, interval_ms, reset, gap "
+            "FROM whistle_usage(%s, %s, %s, make_interval(secs => %s))",
+            (device_id, since, until, max_gap_s),
+        )
+        return await cur.fetchall()

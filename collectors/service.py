@@ -1,9 +1,13 @@
 """The collector: MQTT messages in, readings stored and handed to the bus, bad input dead-lettered.
 
 Order per batch: decode → bind to the registry → one transaction (readings by COPY, dead
-letters, device state) → publish to the bus → acknowledge to the broker. A failure before the
-acknowledgement leaves the messages with the broker, which delivers them again; nothing that
-was acknowledged can be lost.
+letters, unregistered devices, device state) → publish to the bus → acknowledge to the broker.
+A failure before the acknowledgement leaves the messages with the broker, which delivers them
+again; nothing that was acknowledged can be lost, and what is delivered twice is stored once.
+
+Two lanes, each its own MQTT client and loop: the priority lane subscribes only to smoke and
+elevator events, so a fire never waits behind a day's NB-IoT backfill queued in the bulk lane;
+the bulk lane subscribes to everything and acknowledges the priority topics without handling them.
 """
 
 from __future__ import annotations
@@ -11,22 +15,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
+
 from collectors.codecs import Limits, Reason, decode_message
-from collectors.mqtt import Message, MqttSource
+from collectors.mqtt import Message, MqttEndpoint, MqttSource
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus
 from whistle.domain import Channel, DeadLetter, DeviceType, Reading
 from whistle.registry import DeviceDirectory
 from whistle.serde import encode_reading
 from whistle.store.db import Database
-from whistle.store.writers import copy_readings, insert_dead_letters, upsert_device_state
+from whistle.store.writers import (
+    DeviceStates,
+    copy_readings,
+    insert_dead_letters,
+    insert_readings_dedup,
+    upsert_unregistered,
+)
+from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = ("whistle/v1/#",)
+PRIORITY_SUBSCRIPTIONS = ("whistle/v1/smoke/+/event", "whistle/v1/elevator/+/event")
 _LIFE_SAFETY = frozenset({DeviceType.SMOKE, DeviceType.ELEVATOR})
+_LIFE_SAFETY_NAMES = frozenset(t.value for t in _LIFE_SAFETY)
 
 
 def is_priority(r: Reading) -> bool:
@@ -34,28 +49,45 @@ def is_priority(r: Reading) -> bool:
     return r.channel is Channel.EVENT and r.device_type in _LIFE_SAFETY
 
 
+def is_priority_topic(topic: str) -> bool:
+    """Whether `topic` matches one of PRIORITY_SUBSCRIPTIONS (MQTT matching: `+` is one whole level)."""
+    parts = topic.split("/")
+    return (
+        len(parts) == 5
+        and parts[0] == "whistle"
+        and parts[1] == "v1"
+        and parts[2] in _LIFE_SAFETY_NAMES
+        and parts[4] == "event"
+    )
+
+
 @dataclass(slots=True)
 class Batch:
-    """A decoded batch, ready to be written."""
+    """A decoded batch, ready to be written. `redelivered[i]` is true when reading i came again."""
 
     readings: list[Reading] = field(default_factory=list)
+    redelivered: list[bool] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    unregistered: dict[str, tuple[str, str, int, int]] = field(default_factory=dict)
+    duplicates: int = 0
 
 
 @dataclass(slots=True)
 class CollectorStats:
     messages: int = 0
     readings: int = 0
+    duplicates: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     write_failures: int = 0
 
 
 async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, limits: Limits) -> Batch:
-    """Decode messages and bind each reading to where its device is registered."""
+    """Decode messages, bind each reading to where its device is registered, drop repeats within the batch."""
     out = Batch()
     results = [(m, decode_message(m.topic, m.payload, received_at=m.received_at, limits=limits)) for m in messages]
     ids = sorted({r.device_id for _, r in results if r.accepted and r.device_id})
     placements = await directory.resolve(ids)
+    seen: set[tuple[str, int, Channel, int]] = set()
 
     def refuse(m: Message, reason: Reason, detail: str, payload: bytes) -> None:
         out.dead_letters.append(DeadLetter(m.topic, reason.value, detail, payload, m.received_at))
@@ -70,12 +102,20 @@ async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, 
         raw = m.payload[: limits.max_object_bytes]
         if place is None:
             refuse(m, Reason.UNREGISTERED_DEVICE, f"device {res.device_id} is not registered", raw)
+            _, _, n, _ = out.unregistered.get(res.device_id, ("", "", 0, 0))
+            out.unregistered[res.device_id] = (res.device_type.value, m.topic, n + 1, m.received_at)
             continue
         if place.device_type is not res.device_type:
             detail = f"device {res.device_id} is registered as {place.device_type}, not {res.device_type}"
             refuse(m, Reason.TYPE_MISMATCH, detail, raw)
             continue
         for d in res.accepted:
+            if d.seq is not None:
+                key = (d.device_id, d.ts, d.channel, d.seq)
+                if key in seen:
+                    out.duplicates += 1
+                    continue
+                seen.add(key)
             out.readings.append(
                 Reading(
                     d.device_id,
@@ -90,47 +130,123 @@ async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, 
                     place.grid_id,
                 )
             )
+            out.redelivered.append(m.dup)
     return out
 
 
+@dataclass
+class Lane:
+    """One MQTT client and its loop. `skip` names topics another lane handles: acknowledged, not handled."""
+
+    name: str
+    source: MqttSource
+    skip: Callable[[str], bool] | None = None
+    linger_ms: int = 20
+
+
+def standard_lanes(
+    endpoint: MqttEndpoint, *, client_id: str, share_group: str | None = None, linger_ms: int = 20
+) -> list[Lane]:
+    """The priority lane (smoke and elevator events, no lingering) and the bulk lane (everything else)."""
+    priority = MqttSource(
+        endpoint,
+        client_id=f"{client_id}-priority",
+        topics=PRIORITY_SUBSCRIPTIONS,
+        share_group=f"{share_group}-priority" if share_group else None,
+    )
+    bulk = MqttSource(endpoint, client_id=client_id, topics=SUBSCRIPTIONS, share_group=share_group)
+    return [Lane("priority", priority, linger_ms=0), Lane("bulk", bulk, skip=is_priority_topic, linger_ms=linger_ms)]
+
+
 class Collector:
-    """Runs the ingest loop of one collector process."""
+    """Runs the ingest lanes of one collector process."""
 
     def __init__(
         self,
         *,
-        source: MqttSource,
+        lanes: Sequence[Lane],
         db: Database,
         bus: Bus,
         directory: DeviceDirectory,
         limits: Limits,
         batch_size: int = 2000,
-        linger_ms: int = 20,
+        state_flush_ms: int = 1000,
     ) -> None:
-        self.source = source
+        self.lanes = list(lanes)
         self.db = db
         self.bus = bus
         self.directory = directory
         self.limits = limits
         self.batch_size = batch_size
-        self.linger_ms = linger_ms
+        self.state_flush_ms = state_flush_ms
+        self.states = DeviceStates()
+        self._states_flushed_at = 0
         self.stats = CollectorStats()
 
-    async def write(self, batch: Batch) -> None:
-        """Store a batch in one transaction, then publish its readings to the bus."""
+    @property
+    def connected(self) -> bool:
+        return all(lane.source.connected for lane in self.lanes)
+
+    async def start(self) -> None:
+        for lane in self.lanes:
+            await lane.source.start()
+
+    async def stop(self) -> None:
+        """Disconnect every lane and write the device state still pending (idempotent)."""
+        for lane in self.lanes:
+            await lane.source.stop()
+        if len(self.states):
+            try:
+                async with self.db.connection() as conn:
+                    await self.states.flush(conn)
+            except Exception:
+                log.exception("could not write the pending device state")
+
+    async def write(self, batch: Batch) -> list[Reading]:
+        """Store a batch in one transaction; returns the readings to publish (new, or delivered again)."""
+        fresh = batch.readings
+        new = len(batch.readings)
+        self.states.add(batch.readings)
         async with self.db.connection() as conn, conn.transaction():
-            await copy_readings(conn, batch.readings)
+            if batch.readings:
+                try:
+                    async with conn.transaction():
+                        await copy_readings(conn, batch.readings)
+                except psycopg.errors.UniqueViolation:
+                    flags = await insert_readings_dedup(conn, batch.readings)
+                    # A reading stored before but delivered again (the collector stopped between commit and
+                    # acknowledgement) may not have reached the bus: publish it again; consumers drop repeats.
+                    fresh = [
+                        r
+                        for r, new, again in zip(batch.readings, flags, batch.redelivered, strict=True)
+                        if new or again
+                    ]
+                    new = flags.count(True)
+                    self.stats.duplicates += len(flags) - new
             await insert_dead_letters(conn, batch.dead_letters)
-            await upsert_device_state(conn, batch.readings)
-        priority = [(r.key.encode(), encode_reading(r)) for r in batch.readings if is_priority(r)]
-        bulk = [(r.key.encode(), encode_reading(r)) for r in batch.readings if not is_priority(r)]
+            await upsert_unregistered(conn, batch.unregistered)
+            now = now_ms()
+            if now - self._states_flushed_at >= self.state_flush_ms:
+                self._states_flushed_at = now
+                await self.states.flush(conn)
+        priority = [(r.key.encode(), encode_reading(r)) for r in fresh if is_priority(r)]
+        bulk = [(r.key.encode(), encode_reading(r)) for r in fresh if not is_priority(r)]
         if priority:
             await self.bus.send_many(TOPIC_PRIORITY, priority)
         if bulk:
             await self.bus.send_many(TOPIC_READINGS, bulk)
+        self.stats.readings += new
+        return fresh
 
-    async def handle(self, messages: Sequence[Message]) -> None:
-        """Decode, write and acknowledge one batch; retries the write until it succeeds or we stop."""
+    async def handle(self, lane: Lane, messages: Sequence[Message]) -> None:
+        """Decode, write and acknowledge one batch; retries the write until it succeeds."""
+        if lane.skip is not None:
+            skipped = [m for m in messages if lane.skip(m.topic)]
+            if skipped:
+                lane.source.ack(skipped)
+                messages = [m for m in messages if not lane.skip(m.topic)]
+        if not messages:
+            return
         batch = await decode_batch(messages, self.directory, self.limits)
         delay = 0.1
         while True:
@@ -139,19 +255,28 @@ class Collector:
                 break
             except Exception:
                 self.stats.write_failures += 1
-                log.exception("writing a batch of %d readings failed; retrying in %.1f s", len(messages), delay)
+                log.exception("writing a batch of %d messages failed; retrying in %.1f s", len(messages), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self.source.ack(messages)
+        lane.source.ack(messages)
         self.stats.messages += len(messages)
-        self.stats.readings += len(batch.readings)
+        self.stats.duplicates += batch.duplicates
         self.stats.dead_letters.update(d.reason for d in batch.dead_letters)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set."""
-        await self.directory.load()
-        log.info("collector running with %d registered devices", len(self.directory))
+    async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            messages = await self.source.get_batch(self.batch_size, self.linger_ms, timeout=0.5)
+            messages = await lane.source.get_batch(self.batch_size, lane.linger_ms, timeout=0.5)
             if messages:
-                await self.handle(messages)
+                await self.handle(lane, messages)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume on every lane until `stop` is set."""
+        await self.directory.load()
+        log.info(
+            "collector running with %d registered devices on lanes %s",
+            len(self.directory),
+            [lane.name for lane in self.lanes],
+        )
+        async with asyncio.TaskGroup() as tg:
+            for lane in self.lanes:
+                tg.create_task(self._run_lane(lane, stop), name=f"collector:{lane.name}")

@@ -21,8 +21,8 @@ from alerts.service import AlertService, AlertsWorker
 from api.app import create_app
 from api.deps import ApiContext
 from collectors.codecs import Limits, Reason
-from collectors.mqtt import MqttEndpoint, MqttSource
-from collectors.service import SUBSCRIPTIONS, Collector
+from collectors.mqtt import MqttEndpoint
+from collectors.service import Collector, standard_lanes
 from rules.engine import RuleEngine
 from whistle.broker import EmbeddedBroker
 from whistle.bus import MemoryBus, create_bus
@@ -153,23 +153,22 @@ async def run(
                 stack.push_async_callback(broker.stop)
                 mqtt_url = broker.url
             rt.mqtt_url = mqtt_url
-            source = MqttSource(
+            lanes = standard_lanes(
                 MqttEndpoint.parse(mqtt_url),
                 client_id=settings.mqtt_client_id,
-                topics=SUBSCRIPTIONS,
                 share_group=settings.mqtt_share_group,
+                linger_ms=settings.collector_linger_ms,
             )
-            await source.start()
-            stack.push_async_callback(source.stop)
             rt.collector = Collector(
-                source=source,
+                lanes=lanes,
                 db=db,
                 bus=bus,
                 directory=DeviceDirectory(db),
                 limits=limits_from(settings),
                 batch_size=settings.collector_batch,
-                linger_ms=settings.collector_linger_ms,
             )
+            stack.push_async_callback(rt.collector.stop)
+            await rt.collector.start()
             tasks.append(asyncio.create_task(rt.collector.run(stop), name="collector"))
         if "rules" in roles:
             rt.rules = RuleEngine(bus)
@@ -253,10 +252,13 @@ def collect_metrics(rt: Runtime) -> list[Sample]:
                 "whistle_collector_write_failures_total", "failed batch writes (retried)", "counter", s.write_failures
             ),
             Sample(
+                "whistle_collector_duplicates_total", "readings received again and stored once", "counter", s.duplicates
+            ),
+            Sample(
                 "whistle_collector_mqtt_connected",
-                "1 while connected to the broker",
+                "1 while every lane is connected to the broker",
                 "gauge",
-                1 if rt.collector.source.connected else 0,
+                1 if rt.collector.connected else 0,
             ),
         ]
         out += [
@@ -293,7 +295,7 @@ def _details(rt: Runtime) -> dict[str, Any]:
     if rt.collector is not None:
         s = rt.collector.stats
         out["collector"] = {
-            "mqtt_connected": rt.collector.source.connected,
+            "mqtt_connected": rt.collector.connected,
             "messages": s.messages,
             "readings": s.readings,
             "dead_letters": sum(s.dead_letters.values()),

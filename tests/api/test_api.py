@@ -13,7 +13,7 @@ from tests.helpers import small_registry
 from whistle.domain import Channel, DeadLetter, DeviceType, Reading
 from whistle.store.db import Database
 from whistle.store.writers import insert_dead_letters, upsert_device_state
-from whistle.timeutil import now_ms
+from whistle.timeutil import format_ms, now_ms
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -146,3 +146,39 @@ async def test_dead_letters_page_newest_first(client: httpx.AsyncClient, db: Dat
 async def test_screen_is_served(client: httpx.AsyncClient) -> None:
     r = await client.get("/")
     assert r.status_code == 200 and "数字吹哨" in r.text
+
+
+async def test_unregistered_devices_and_usage(client: httpx.AsyncClient, db: Database) -> None:
+    from whistle.store.writers import copy_readings, upsert_unregistered
+
+    await client.post("/api/v1/registry", json=small_registry(), headers=AUTH)
+    t = now_ms() - 3_600_000
+    async with db.connection() as conn:
+        await upsert_unregistered(conn, {"WM-NEW": ("water", "whistle/v1/water/WM-NEW/data", 3, t)})
+        await upsert_unregistered(
+            conn,
+            {
+                "WM-NEW": ("water", "whistle/v1/water/WM-NEW/data", 2, t + 1000),
+                "WM-000001": ("water", "whistle/v1/water/WM-000001/data", 1, t),
+            },
+        )
+        await copy_readings(
+            conn,
+            [
+                Reading("WM-000001", DeviceType.WATER, Channel.DATA, t + i * 900_000, t, {"total_m3": v}, i)
+                for i, v in enumerate([10.0, 10.05, 9.0])
+            ],
+        )
+    listed = (await client.get("/api/v1/devices/unregistered", headers=AUTH)).json()
+    # WM-000001 is registered now, so it is no longer listed
+    assert [(d["device_id"], d["messages"], d["device_type"]) for d in listed] == [("WM-NEW", 5, "water")]
+    since = format_ms(t - 1)
+    usage = (await client.get("/api/v1/devices/WM-000001/usage", params={"since": since}, headers=AUTH)).json()
+    assert [(u["delta"] is None, u["reset"], u["gap"]) for u in usage] == [
+        (True, False, False),
+        (False, False, False),
+        (True, True, False),
+    ]
+    assert abs(usage[1]["delta"] - 0.05) < 1e-9 and usage[1]["interval_ms"] == 900_000
+    naive = await client.get("/api/v1/devices/WM-000001/usage", params={"since": "2026-11-01T00:00:00"}, headers=AUTH)
+    assert naive.status_code == 422

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from collectors.codecs import Limits
-from collectors.mqtt import MqttEndpoint, MqttSource
-from collectors.service import SUBSCRIPTIONS, Collector
+from collectors.mqtt import MqttEndpoint
+from collectors.service import Collector, standard_lanes
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import small_registry, wait_for
@@ -32,11 +32,9 @@ class Running:
 
 
 async def start_collector(mosquitto: MosquittoBroker, db: Database, bus: MemoryBus, client_id: str) -> Running:
-    source = MqttSource(MqttEndpoint.parse(mosquitto.url), client_id=client_id, topics=SUBSCRIPTIONS)
-    await source.start()
-    collector = Collector(
-        source=source, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits(), batch_size=500, linger_ms=5
-    )
+    lanes = standard_lanes(MqttEndpoint.parse(mosquitto.url), client_id=client_id, linger_ms=5)
+    collector = Collector(lanes=lanes, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits(), batch_size=500)
+    await collector.start()
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     return Running(collector, task, stop, bus, client_id)
@@ -45,7 +43,7 @@ async def start_collector(mosquitto: MosquittoBroker, db: Database, bus: MemoryB
 async def stop_collector(r: Running) -> None:
     r.stop.set()
     await asyncio.wait_for(r.task, 5)
-    await r.collector.source.stop()
+    await r.collector.stop()
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ def ms(y: int, m: int, d: int, h: int = 0) -> int:
 
 async def test_migrations_are_recorded_and_idempotent_under_concurrency(db_url: str) -> None:
     results = await asyncio.gather(*(migrate(db_url) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]  # exactly one process applied 0001
+    assert sorted(len(r) for r in results) == [0, 0, 0, 2]  # exactly one process applied them
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         rows = await (await conn.execute("SELECT version, name FROM schema_migrations")).fetchall()
-    assert rows == [(1, "init")]
+    assert rows == [(1, "init"), (2, "collectors")]
     assert await migrate(db_url) == []
 
 
@@ -116,3 +116,49 @@ async def test_dead_letters_keep_raw_bytes(db: Database) -> None:
 
 def test_partition_dates_are_utc_days() -> None:
     assert datetime.fromtimestamp(ms(2026, 11, 10, 23) / 1000, tz=UTC).date() == date(2026, 11, 10)
+
+
+async def test_usage_in_sql_follows_the_register_rules_of_python(db: Database) -> None:
+    """whistle_usage (SQL) and whistle.registers.usage (Python) agree on the same series."""
+    from whistle.registers import RegisterPoint, advance, usage
+
+    t0 = ms(2026, 11, 20)
+    m = 900_000
+    series = [
+        (t0, 100.0),
+        (t0 + m, 100.2),
+        (t0 + 2 * m, 100.2 - 1e-9),
+        (t0 + 3 * m, 3.0),  # reset
+        (t0 + 3 * m + 3 * 3_600_000, 3.5),
+        (t0 + 3 * m + 3 * 3_600_000 + m, 3.75),
+    ]  # gap, then normal
+    async with db.connection() as conn:
+        # stored out of order, as late batches arrive
+        await copy_readings(conn, [reading("WM-9", ts, total_m3=v) for ts, v in reversed(series)])
+        rows = await (
+            await conn.execute(
+                "SELECT ts, delta, interval_ms, reset, gap FROM whistle_usage('WM-9', %s, %s)",
+                (datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
+            )
+        ).fetchall()
+        late = await (
+            await conn.execute(
+                "SELECT count(*), min(delta) FROM whistle_usage('WM-9', %s, %s)",
+                (datetime(2026, 11, 20, 0, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
+            )
+        ).fetchone()
+    prev: RegisterPoint | None = None
+    expected = []
+    for ts, total in series:
+        u = usage(prev, ts, total)
+        expected.append(
+            (from_datetime(datetime.fromtimestamp(ts / 1000, tz=UTC)), u.delta, u.interval_ms, u.reset, u.gap)
+        )
+        prev = advance(prev, ts, total)
+    got = [(from_datetime(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+    assert [g[2:] for g in got] == [e[2:] for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert (g[1] is None) == (e[1] is None) and (g[1] is None or abs(g[1] - e[1]) < 1e-9)
+    assert [g[1] is None for g in got] == [True, False, False, True, False, False]
+    # a window starting mid-series still gets the delta of its first interval (from the reading before it)
+    assert len(window) == 4 and window[0] == (0.0, 900_000)
