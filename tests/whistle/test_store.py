@@ -141,12 +141,12 @@ async def test_usage_in_sql_follows_the_register_rules_of_python(db: Database) -
                 (datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
             )
         ).fetchall()
-        late = await (
+        window = await (
             await conn.execute(
-                "SELECT count(*), min(delta) FROM whistle_usage('WM-9', %s, %s)",
+                "SELECT delta, interval_ms FROM whistle_usage('WM-9', %s, %s)",
                 (datetime(2026, 11, 20, 0, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
             )
-        ).fetchone()
+        ).fetchall()
     prev: RegisterPoint | None = None
     expected = []
     for ts, total in series:
