@@ -182,8 +182,11 @@ class MqttSource:
 
     # asyncio side -------------------------------------------------------------------------
 
-    async def get_batch(self, max_items: int, linger_ms: int, timeout: float = 1.0) -> list[Message]:
-        """Up to max_items messages: waits up to `timeout` for the first, then `linger_ms` for more."""
+    async def get_batch(
+        self, max_items: int, linger_ms: int, timeout: float = 1.0, max_bytes: int | None = None
+    ) -> list[Message]:
+        """Up to max_items messages (and about max_bytes of payload): waits up to `timeout` for the first,
+        then `linger_ms` for more."""
         if not self._buffer:
             self._has_data.clear()
             try:
@@ -194,8 +197,12 @@ class MqttSource:
                 await asyncio.sleep(linger_ms / 1000)
         out: list[Message] = []
         buf = self._buffer
-        while buf and len(out) < max_items:
-            out.append(buf.popleft())
+        budget = max_bytes if max_bytes is not None else -1
+        while buf and len(out) < max_items and budget != 0:
+            m = buf.popleft()
+            out.append(m)
+            if budget > 0:
+                budget = max(0, budget - len(m.payload))
         return out
 
     def ack(self, messages: Sequence[Message]) -> None:

@@ -142,6 +142,8 @@ class Lane:
     source: MqttSource
     skip: Callable[[str], bool] | None = None
     linger_ms: int = 20
+    # Bounds the work of one batch (decode + COPY run without yielding), so the other lane waits little.
+    max_batch_bytes: int | None = 256 * 1024
 
 
 def standard_lanes(
@@ -155,7 +157,10 @@ def standard_lanes(
         share_group=f"{share_group}-priority" if share_group else None,
     )
     bulk = MqttSource(endpoint, client_id=client_id, topics=SUBSCRIPTIONS, share_group=share_group)
-    return [Lane("priority", priority, linger_ms=0), Lane("bulk", bulk, skip=is_priority_topic, linger_ms=linger_ms)]
+    return [
+        Lane("priority", priority, linger_ms=0, max_batch_bytes=None),
+        Lane("bulk", bulk, skip=is_priority_topic, linger_ms=linger_ms),
+    ]
 
 
 class Collector:
@@ -265,7 +270,9 @@ class Collector:
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            messages = await lane.source.get_batch(self.batch_size, lane.linger_ms, timeout=0.5)
+            messages = await lane.source.get_batch(
+                self.batch_size, lane.linger_ms, timeout=0.5, max_bytes=lane.max_batch_bytes
+            )
             if messages:
                 await self.handle(lane, messages)
 

@@ -31,7 +31,13 @@ HEARTBEAT_INTERVAL_S = 3600.0
 
 
 class Publisher:
-    """A paho client on its own network thread, publishing JSON at QoS 1."""
+    """A paho client on its own network thread, publishing JSON at QoS 1.
+
+    paho numbers QoS 1 messages with 16-bit ids: with more than 65,535 unacknowledged in its queue
+    it reuses ids and stalls without an error. `publish` refuses past `max_pending`; `send` waits.
+    """
+
+    max_pending = 20_000
 
     def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
         self.endpoint = endpoint
@@ -42,7 +48,16 @@ class Publisher:
         self._client.max_inflight_messages_set(100)
         self._connected = threading.Event()
         self._client.on_connect = lambda c, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
+        self._client.on_publish = self._on_publish
         self.sent = 0
+        self.acked = 0
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: object, props: object) -> None:
+        self.acked += 1
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.acked
 
     async def start(self, timeout: float = 10.0) -> None:
         self._client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
@@ -52,14 +67,26 @@ class Publisher:
             raise ConnectionError(f"MQTT broker {self.endpoint.host}:{self.endpoint.port} not reachable")
 
     def publish(self, topic: str, payload: dict[str, Any] | bytes, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        if self.pending >= self.max_pending:
+            raise OverflowError(f"{self.pending} messages unacknowledged: use `await send(...)` to pace")
         data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
         self.sent += 1
         return self._client.publish(topic, data, qos=qos)
 
+    async def send(self, topic: str, payload: dict[str, Any] | bytes, qos: int = 1) -> None:
+        """Publish, first waiting (bounded: 60 s) while `max_pending` messages are unacknowledged."""
+        deadline = asyncio.get_running_loop().time() + 60
+        while self.pending >= self.max_pending // 2:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the broker acknowledged nothing for 60 s")
+            await asyncio.sleep(0.01)
+        self.publish(topic, payload, qos)
+
     async def stop(self, flush_timeout: float = 5.0) -> None:
         """Wait (bounded) for queued messages to be acknowledged, then disconnect."""
         deadline = asyncio.get_running_loop().time() + flush_timeout
-        while self._client.want_write() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polls a flag another library sets
+        loop = asyncio.get_running_loop()
+        while (self.pending > 0 or self._client.want_write()) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
         self._client.disconnect()

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from collectors.codecs import Limits
 from collectors.mqtt import MqttEndpoint
-from collectors.service import Collector, standard_lanes
 from simulators.live import Publisher
+from tests.collectors.support import Running, start_collector, stop_collector
 from tests.conftest import MosquittoBroker
 from tests.helpers import small_registry, wait_for
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus
-from whistle.registry import DeviceDirectory, import_registry, parse_registry
+from whistle.registry import import_registry, parse_registry
 from whistle.serde import decode_reading
 from whistle.store.db import Database
 from whistle.timeutil import now_ms
-
-
-@dataclass
-class Running:
-    collector: Collector
-    task: asyncio.Task[None]
-    stop: asyncio.Event
-    bus: MemoryBus
-    client_id: str
-
-
-async def start_collector(mosquitto: MosquittoBroker, db: Database, bus: MemoryBus, client_id: str) -> Running:
-    lanes = standard_lanes(MqttEndpoint.parse(mosquitto.url), client_id=client_id, linger_ms=5)
-    collector = Collector(lanes=lanes, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits(), batch_size=500)
-    await collector.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    return Running(collector, task, stop, bus, client_id)
-
-
-async def stop_collector(r: Running) -> None:
-    r.stop.set()
-    await asyncio.wait_for(r.task, 5)
-    await r.collector.stop()
 
 
 @pytest.fixture
