@@ -8,7 +8,7 @@ smoke events) pre-built as payload bytes and published at QoS 1 by separate publ
 
 Each run has two phases, each on a fresh broker:
 
-1. collector: `collectors.service.Collector` with its `MqttSource` (QoS 1, persistent session,
+1. collector: `collectors.service.Collector` with its two MQTT lanes (QoS 1, persistent sessions,
    manual ack), a `MemoryBus`, a `DeviceDirectory` and default `Limits`, on a fresh database;
    timed from the first batch stored to the last reading stored (from `collector.stats`, which
    counts only committed and acknowledged batches), then checked against `SELECT count(*)`.
@@ -54,9 +54,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import collectors.service as collector_service
 from collectors.codecs import Limits
 from collectors.mqtt import Message, MqttEndpoint, MqttSource
-from collectors.service import SUBSCRIPTIONS, Batch, Collector
+from collectors.service import PRIORITY_SUBSCRIPTIONS, SUBSCRIPTIONS, Batch, Collector, Lane, is_priority_topic
 from simulators.district import generate
 from whistle.bus import MemoryBus
+from whistle.domain import Reading
 from whistle.registry import DeviceDirectory, import_registry, parse_registry
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
@@ -453,9 +454,11 @@ class Timings:
 class TimedSource(MqttSource):
     timings: Timings
 
-    async def get_batch(self, max_items: int, linger_ms: int, timeout: float = 1.0) -> list[Message]:
+    async def get_batch(
+        self, max_items: int, linger_ms: int, timeout: float = 1.0, max_bytes: int | None = None
+    ) -> list[Message]:
         t = time.perf_counter()
-        out = await super().get_batch(max_items, linger_ms, timeout)
+        out = await super().get_batch(max_items, linger_ms, timeout, max_bytes)
         self.timings.waiting += time.perf_counter() - t
         if out:
             self.timings.batches += 1
@@ -480,12 +483,13 @@ class TimedBus(MemoryBus):
 class TimedCollector(Collector):
     timings: Timings
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch) -> list[Reading]:
         t = time.perf_counter()
         before = self.timings.copy + self.timings.dead_letters + self.timings.device_state + self.timings.bus
-        await super().write(batch)
+        fresh = await super().write(batch)
         inner = self.timings.copy + self.timings.dead_letters + self.timings.device_state + self.timings.bus - before
         self.timings.write_other += time.perf_counter() - t - inner
+        return fresh
 
 
 def _timed(fn: Callable[..., Awaitable[Any]], timings: Timings, attr: str) -> Callable[..., Awaitable[Any]]:
@@ -506,7 +510,6 @@ def instrumented(timings: Timings) -> Iterator[None]:
         "decode_batch": "decode",
         "copy_readings": "copy",
         "insert_dead_letters": "dead_letters",
-        "upsert_device_state": "device_state",
     }
     saved = {n: getattr(collector_service, n) for n in names}
     try:
@@ -579,7 +582,7 @@ async def run_collector_phase(
     timings = Timings()
     task: asyncio.Task[None] | None = None
     stop = asyncio.Event()
-    source: TimedSource | None = None
+    collector: TimedCollector | None = None
     pubs: Publishers | None = None
     try:
         await db.start()
@@ -591,15 +594,21 @@ async def run_collector_phase(
         bus = TimedBus()
         bus.timings = timings
         await bus.start()
-        source = TimedSource(
-            MqttEndpoint(HOST, broker.port), client_id=f"bench-collector-{index}", topics=SUBSCRIPTIONS
-        )
-        source.timings = timings
-        await source.start()
+        endpoint = MqttEndpoint(HOST, broker.port)
+        priority = TimedSource(endpoint, client_id=f"bench-collector-{index}-priority", topics=PRIORITY_SUBSCRIPTIONS)
+        bulk = TimedSource(endpoint, client_id=f"bench-collector-{index}", topics=SUBSCRIPTIONS)
+        priority.timings = bulk.timings = timings
+        # the lanes of collectors.service.standard_lanes, with timed sources
+        lanes = [
+            Lane("priority", priority, linger_ms=0, max_batch_bytes=None),
+            Lane("bulk", bulk, skip=is_priority_topic),
+        ]
         collector = TimedCollector(
-            source=source, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits()
-        )  # batch_size and linger_ms: the Collector's defaults (those of the settings too)
+            lanes=lanes, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits()
+        )  # batch_size and the byte bound: the defaults (those of the settings too)
         collector.timings = timings
+        collector.states.flush = _timed(collector.states.flush, timings, "device_state")  # type: ignore[method-assign,assignment]
+        await collector.start()
         total_msgs, total_readings = len(workload.messages), workload.readings
         with instrumented(timings):
             task = asyncio.create_task(collector.run(stop))
@@ -663,8 +672,8 @@ async def run_collector_phase(
         if task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
-        if source is not None:
-            await source.stop()
+        if collector is not None:
+            await collector.stop()
         if pubs is not None:
             for p in pubs.procs:
                 if p.is_alive():

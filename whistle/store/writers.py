@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,25 +15,58 @@ from psycopg.rows import TupleRow
 from whistle.domain import Channel, DeadLetter, Reading
 from whistle.timeutil import from_datetime, to_datetime
 
-_COPY_READINGS = (
-    "COPY readings (ts, device_id, device_type, channel, seq, received_at, household_id, building_id, payload) "
-    "FROM STDIN"
-)
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_COLUMNS = "ts, device_id, device_type, channel, seq, received_at, household_id, building_id, payload"
+_COPY_READINGS = f"COPY readings ({_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
+
+# PostgreSQL's binary COPY format: a header, then per row a field count and each field as a 32-bit
+# length (-1 for NULL) and its binary value, then a trailer. timestamptz is int64 microseconds since
+# 2000-01-01 UTC; text is UTF-8; jsonb is a version byte (1) and the JSON text.
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_TRAILER = struct.pack("!h", -1)
+_PG_EPOCH_MS = 946_684_800_000
+_TS = struct.Struct("!iq")  # length 8, then the value
+_LEN = struct.Struct("!i")
+_NULL = _LEN.pack(-1)
+_FIELDS = struct.pack("!h", 9)
+_FIELDS_STAGED = struct.pack("!h", 10)
+_ORD = struct.Struct("!ii")  # length 4, then int4
 
 
-def _row(r: Reading) -> tuple[object, ...]:
-    return (
-        to_datetime(r.ts),
-        r.device_id,
-        r.device_type.value,
-        r.channel.value,
-        r.seq,
-        to_datetime(r.received_at),
-        r.household_id,
-        r.building_id,
-        _dumps(dict(r.values)),
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    raw = value.encode()
+    return _LEN.pack(len(raw)) + raw
+
+
+def _binary_row(r: Reading) -> bytes:
+    payload = b"\x01" + _dumps(r.values).encode()
+    return b"".join(
+        (
+            _TS.pack(8, (r.ts - _PG_EPOCH_MS) * 1000),
+            _text(r.device_id),
+            _text(r.device_type.value),
+            _text(r.channel.value),
+            _NULL if r.seq is None else _TS.pack(8, r.seq),
+            _TS.pack(8, (r.received_at - _PG_EPOCH_MS) * 1000),
+            _text(r.household_id),
+            _text(r.building_id),
+            _LEN.pack(len(payload)),
+            payload,
+        )
     )
+
+
+def encode_copy(readings: Sequence[Reading], *, with_ord: bool = False) -> bytes:
+    """Readings as one binary COPY stream (with a leading int4 ordinal column for the staging table)."""
+    if with_ord:
+        rows = [_FIELDS_STAGED + _ORD.pack(4, i) + _binary_row(r) for i, r in enumerate(readings)]
+    else:
+        rows = [_FIELDS + _binary_row(r) for r in readings]
+    return b"".join((_HEADER, *rows, _TRAILER))
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 async def copy_readings(conn: AsyncConnection[TupleRow], readings: Sequence[Reading]) -> None:
@@ -42,9 +76,9 @@ async def copy_readings(conn: AsyncConnection[TupleRow], readings: Sequence[Read
     """
     if not readings:
         return
+    data = encode_copy(readings)
     async with conn.cursor() as cur, cur.copy(_COPY_READINGS) as copy:
-        for r in readings:
-            await copy.write_row(_row(r))
+        await copy.write(data)
 
 
 async def insert_dead_letters(conn: AsyncConnection[TupleRow], letters: Sequence[DeadLetter]) -> None:
@@ -113,21 +147,27 @@ class DeviceStates:
         drained = self.drain()
         if not drained:
             return 0
-        rows = [
-            (d, to_datetime(st.last_seen), st.online, st.battery_pct, st.rssi_dbm) for d, st in sorted(drained.items())
-        ]
+        ids = sorted(drained)
+        columns = (
+            ids,
+            [to_datetime(drained[d].last_seen) for d in ids],
+            [drained[d].online for d in ids],
+            [drained[d].battery_pct for d in ids],
+            [drained[d].rssi_dbm for d in ids],
+        )
         try:
-            async with conn.cursor() as cur:
-                await cur.executemany(_UPSERT_STATE, rows)
+            await conn.execute(_UPSERT_STATE, columns)
         except BaseException:
             self.restore(drained)
             raise
-        return len(rows)
+        return len(ids)
 
 
+# One statement for the whole set (arrays unnested), rows in device order so concurrent writers never deadlock.
 _UPSERT_STATE = (
     "INSERT INTO device_state (device_id, last_seen, online, battery_pct, rssi_dbm) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET "
+    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::boolean[], %s::real[], %s::real[]) "
+    "ON CONFLICT (device_id) DO UPDATE SET "
     "online = CASE WHEN EXCLUDED.last_seen >= device_state.last_seen THEN EXCLUDED.online "
     "ELSE device_state.online END, "
     "last_seen = GREATEST(device_state.last_seen, EXCLUDED.last_seen), "
@@ -144,10 +184,7 @@ async def upsert_device_state(conn: AsyncConnection[TupleRow], readings: Sequenc
 
 
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS readings_stage (ord integer, LIKE readings) ON COMMIT DELETE ROWS"
-_COPY_STAGE = (
-    "COPY readings_stage (ord, ts, device_id, device_type, channel, seq, received_at, household_id, building_id, "
-    "payload) FROM STDIN"
-)
+_COPY_STAGE = f"COPY readings_stage (ord, {_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
 
 
 async def insert_readings_dedup(conn: AsyncConnection[TupleRow], readings: Sequence[Reading]) -> list[bool]:
@@ -159,8 +196,7 @@ async def insert_readings_dedup(conn: AsyncConnection[TupleRow], readings: Seque
     async with conn.cursor() as cur:
         await cur.execute(_STAGE)
         async with cur.copy(_COPY_STAGE) as copy:
-            for i, r in enumerate(readings):
-                await copy.write_row((i, *_row(r)))
+            await copy.write(encode_copy(readings, with_ord=True))
         await cur.execute(
             "INSERT INTO readings SELECT ts, device_id, device_type, channel, seq, received_at, household_id, "
             "building_id, payload FROM readings_stage ORDER BY ord ON CONFLICT DO NOTHING "
