@@ -13,6 +13,7 @@ the bulk lane subscribes to everything and acknowledges the priority topics with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -186,6 +187,7 @@ class Collector:
         self.state_flush_ms = state_flush_ms
         self.states = DeviceStates()
         self._states_flushed_at = 0
+        self._stop: asyncio.Event | None = None
         self.stats = CollectorStats()
 
     @property
@@ -260,8 +262,18 @@ class Collector:
                 break
             except Exception:
                 self.stats.write_failures += 1
+                if self._stop is not None and self._stop.is_set():
+                    # Stopping: leave the batch unacknowledged; the broker delivers it again to whoever comes next.
+                    log.warning(
+                        "stopping with a batch of %d messages not written; the broker keeps them", len(messages)
+                    )
+                    return
                 log.exception("writing a batch of %d messages failed; retrying in %.1f s", len(messages), delay)
-                await asyncio.sleep(delay)
+                if self._stop is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                else:
+                    await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         lane.source.ack(messages)
         self.stats.messages += len(messages)
@@ -278,6 +290,7 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume on every lane until `stop` is set."""
+        self._stop = stop
         await self.directory.load()
         log.info(
             "collector running with %d registered devices on lanes %s",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from collectors.mqtt import MqttEndpoint
@@ -19,6 +21,7 @@ from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus
 from whistle.registry import import_registry, parse_registry
 from whistle.serde import decode_reading
 from whistle.store.db import Database
+from whistle.store.embedded import EmbeddedPostgres
 from whistle.timeutil import now_ms
 
 
@@ -178,3 +181,50 @@ async def test_a_fire_during_a_large_backfill_is_handed_on_without_waiting_for_i
     assert latency_ms < 1000, f"fire handed on after {latency_ms} ms"
     print(f"fire handed on {latency_ms} ms after publishing; backfill drained {last_bulk - published_at} ms after")
     assert await count(db, "SELECT count(*) FROM readings WHERE device_type = 'smoke'") == 1
+
+
+async def test_nothing_accepted_is_lost_across_a_database_outage(
+    mosquitto: MosquittoBroker, tmp_path: Path, publisher: Publisher
+) -> None:
+    """The collector keeps the messages unacknowledged while PostgreSQL is down and stores them all after."""
+    pg = EmbeddedPostgres(tmp_path / "outage", database="outage")
+    url = await asyncio.to_thread(pg.start)
+    db = Database(url, max_size=2)
+    await db.start()
+    try:
+        doc = generate(30, seed=5)
+        await import_registry(db, parse_registry(doc))
+        stream = reading_stream(doc, 1200)
+        async with MemoryBus(partitions=2) as bus:
+            running = await start_collector(mosquitto, db, bus, f"outage-{uuid.uuid4().hex[:8]}", batch_size=100)
+            try:
+                await publish_paced(publisher, stream[:600])
+
+                async def half() -> bool:
+                    return await count(db) >= 600
+
+                await wait_for(half, timeout=30)
+                await asyncio.to_thread(pg.stop)  # the database goes away mid-stream
+                await publish_paced(publisher, stream[600:])
+
+                async def failing() -> bool:
+                    return running.collector.stats.write_failures > 0
+
+                await wait_for(failing, timeout=30)
+                await asyncio.to_thread(pg.start)  # and comes back
+
+                async def all_stored() -> bool:
+                    try:
+                        return await count(db) >= 1200
+                    except psycopg.OperationalError:
+                        return False
+
+                await wait_for(all_stored, timeout=60, interval=0.2)
+                assert sum(bus.end_offsets(TOPIC_READINGS)) == 1200
+            finally:
+                await stop_collector(running)
+        assert await count(db) == 1200
+        assert await count(db, "SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM readings) d") == 1200
+    finally:
+        await db.stop()
+        await asyncio.to_thread(pg.stop)

@@ -46,6 +46,9 @@ class EmbeddedPostgres:
         # cleanup_mode None: the server outlives this handle, so a later process (or a concurrent
         # `whistle registry import`) finds it running; stop() shuts it down explicitly.
         self._server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
+        # get_server hands back a cached handle for a data directory it has seen, running or not
+        with postgres_server.PostgresServer._lock:
+            self._server.ensure_postgres_running()
         admin = str(self._server.get_uri())
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
