@@ -236,7 +236,7 @@ class Collector:
             if now - self._states_flushed_at >= self.state_flush_ms:
                 self._states_flushed_at = now
                 await self.states.flush(conn)
-        priority = [(r.key.encode(), encode_reading(r)) for r in fresh if is_priority(r)]
+        priority = [(r.site_key.encode(), encode_reading(r)) for r in fresh if is_priority(r)]
         bulk = [(r.key.encode(), encode_reading(r)) for r in fresh if not is_priority(r)]
         if priority:
             await self.bus.send_many(TOPIC_PRIORITY, priority)

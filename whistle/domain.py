@@ -132,6 +132,11 @@ class Reading:
         """The partition key: the household if any, else the building, else the device."""
         return self.household_id or self.building_id or self.device_id
 
+    @property
+    def site_key(self) -> str:
+        """The partition key of the priority lane: the building, so one building's detectors meet."""
+        return self.building_id or self.household_id or self.device_id
+
 
 @dataclass(frozen=True, slots=True)
 class Detection:

@@ -171,7 +171,7 @@ async def run(
             await rt.collector.start()
             tasks.append(asyncio.create_task(rt.collector.run(stop), name="collector"))
         if "rules" in roles:
-            rt.rules = RuleEngine(bus)
+            rt.rules = RuleEngine(bus, db, rules_file=settings.rules_file)
             tasks.append(asyncio.create_task(rt.rules.run(stop), name="rules"))
         rt.alerts = AlertService(db)
         if "alerts" in roles:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     collector_batch: int = Field(default=2000, gt=0)
     collector_linger_ms: int = Field(default=20, ge=0)
 
+    # rules
+    rules_file: Path | None = Field(default=None, description="YAML rule configuration; unset: the defaults")
+
     # bus
     partitions: int = Field(default=8, gt=0)
 

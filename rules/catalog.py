@@ -1,0 +1,59 @@
+"""The rules the engine runs, by lane: what each reads and how its state is keyed."""
+
+from __future__ import annotations
+
+from rules.ebike import EbikeState, ebike_charging
+from rules.elevator import ElevatorState, elevator_events
+from rules.offline import OfflineState, offline_seen, offline_timer
+from rules.processor import Rule
+from rules.smoke import SmokeBattery, SmokeDevice, SmokeIncident, smoke_battery, smoke_device, smoke_fire
+from rules.water import FlowState, continuous_flow
+from whistle.domain import Channel, DeviceType, Reading
+
+# Every (type, channel) of the device protocol (CONTRACT.md §1).
+PROTOCOL = frozenset(
+    {
+        (DeviceType.SMOKE, Channel.EVENT),
+        (DeviceType.SMOKE, Channel.STATUS),
+        (DeviceType.ELEVATOR, Channel.EVENT),
+        (DeviceType.ELEVATOR, Channel.DATA),
+        (DeviceType.ELEVATOR, Channel.STATUS),
+        (DeviceType.EBIKE, Channel.DATA),
+        (DeviceType.EBIKE, Channel.EVENT),
+        (DeviceType.EBIKE, Channel.STATUS),
+        (DeviceType.WATER, Channel.DATA),
+        (DeviceType.WATER, Channel.STATUS),
+        (DeviceType.POWER, Channel.DATA),
+        (DeviceType.POWER, Channel.STATUS),
+    }
+)
+PRIORITY_INPUTS = frozenset({(DeviceType.SMOKE, Channel.EVENT), (DeviceType.ELEVATOR, Channel.EVENT)})
+BULK_INPUTS = PROTOCOL - PRIORITY_INPUTS
+
+
+def by_building(r: Reading) -> str:
+    return r.building_id or r.device_id
+
+
+def by_device(r: Reading) -> str:
+    return r.device_id
+
+
+PRIORITY_RULES: tuple[Rule, ...] = (
+    Rule("smoke.fire", frozenset({(DeviceType.SMOKE, Channel.EVENT)}), by_building, SmokeIncident, smoke_fire),
+    Rule("smoke.device", frozenset({(DeviceType.SMOKE, Channel.EVENT)}), by_device, SmokeDevice, smoke_device),
+    Rule("elevator", frozenset({(DeviceType.ELEVATOR, Channel.EVENT)}), by_device, ElevatorState, elevator_events),
+)
+
+BULK_RULES: tuple[Rule, ...] = (
+    Rule("smoke.battery", frozenset({(DeviceType.SMOKE, Channel.STATUS)}), by_device, SmokeBattery, smoke_battery),
+    Rule(
+        "ebike.indoor_charging",
+        frozenset({(DeviceType.EBIKE, Channel.DATA), (DeviceType.EBIKE, Channel.EVENT)}),
+        by_device,
+        EbikeState,
+        ebike_charging,
+    ),
+    Rule("water.continuous_flow", frozenset({(DeviceType.WATER, Channel.DATA)}), by_device, FlowState, continuous_flow),
+    Rule("device.offline", BULK_INPUTS, by_device, OfflineState, offline_seen, offline_timer),
+)

@@ -1,0 +1,89 @@
+"""Elevator rules (GB/T 24476-style events, DOMAIN.md "Elevators").
+
+Per elevator: `trapped` raises `elevator.trapped` (critical) at once; the fault events raise
+`elevator.fault` (major) with the event, its code and floor; `repeat_count` faults within
+`repeat_window_h` mark the fault as repeated — an elevator that keeps faulting needs its
+maintainer even when each fault recovers, so a repeated fault is not cleared by `recovered`.
+`recovered` clears a trapping and a non-repeated fault. `ebike_detected` raises
+`elevator.ebike` (warning). Events older than the elevator's last event change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rules.processor import Ctx
+from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
+
+FAULT_EVENTS = frozenset(
+    {
+        "door_open_while_moving",
+        "overspeed",
+        "stop_outside_door_zone",
+        "top_overrun",
+        "bottom_overrun",
+        "power_loss",
+        "fault",
+    }
+)
+
+
+@dataclass(slots=True)
+class ElevatorState:
+    trapped: bool = False
+    fault_open: bool = False
+    faults: list[int] = field(default_factory=list)
+    last_ts: int = -1
+
+
+def _det(r: Reading, kind: AlarmKind, severity: Severity, action: DetectionAction, ev: dict[str, object]) -> Detection:
+    return Detection(
+        kind=kind,
+        severity=severity,
+        subject_type=SubjectType.DEVICE,
+        subject_id=r.device_id,
+        ts=r.ts,
+        action=action,
+        evidence=ev,
+        household_id=r.household_id,
+        building_id=r.building_id,
+        grid_id=r.grid_id,
+        source_id=f"{r.device_id}:{r.seq if r.seq is not None else r.ts}",
+    )
+
+
+def elevator_events(r: Reading, st: ElevatorState, ctx: Ctx) -> list[Detection] | None:
+    """`elevator.trapped`, `elevator.fault` and `elevator.ebike` from one elevator event."""
+    p = ctx.params.elevator
+    event = r.values.get("event")
+    if not p.enabled or not isinstance(event, str) or r.ts < st.last_ts:
+        return None
+    st.last_ts = r.ts
+    where = {"event": event, "code": r.values.get("code"), "floor": r.values.get("floor"), "ts": r.ts}
+    if event == "trapped":
+        if st.trapped:
+            return None
+        st.trapped = True
+        return [_det(r, AlarmKind.ELEVATOR_TRAPPED, Severity.CRITICAL, DetectionAction.RAISE, where)]
+    if event in FAULT_EVENTS:
+        horizon = r.ts - int(p.repeat_window_h * 3_600_000)
+        st.faults = [t for t in st.faults if t > horizon]
+        st.faults.append(r.ts)
+        st.fault_open = True
+        n = len(st.faults)
+        ev = {**where, "faults_in_window": n, "window_h": p.repeat_window_h, "repeated": n >= p.repeat_count}
+        return [_det(r, AlarmKind.ELEVATOR_FAULT, Severity.MAJOR, DetectionAction.RAISE, ev)]
+    if event == "recovered":
+        out: list[Detection] = []
+        if st.trapped:
+            st.trapped = False
+            out.append(_det(r, AlarmKind.ELEVATOR_TRAPPED, Severity.CRITICAL, DetectionAction.CLEAR, where))
+        horizon = r.ts - int(p.repeat_window_h * 3_600_000)
+        repeated = sum(1 for t in st.faults if t > horizon) >= p.repeat_count
+        if st.fault_open and not repeated:
+            st.fault_open = False
+            out.append(_det(r, AlarmKind.ELEVATOR_FAULT, Severity.MAJOR, DetectionAction.CLEAR, where))
+        return out
+    if event == "ebike_detected":
+        return [_det(r, AlarmKind.ELEVATOR_EBIKE, Severity.WARNING, DetectionAction.RAISE, where)]
+    return None

@@ -1,0 +1,207 @@
+"""The pure streaming core: per-partition state, event-time clock, timers, rule dispatch. No I/O.
+
+A `Processor` runs a set of rules over the readings of one bus partition at a time. Each
+partition has a `PartitionState`: the keyed states of its rules, its event-time clock, its
+pending timers and the offset of the next record. Everything a partition's results depend on
+is in that object, so snapshotting it with its offset and restoring it later replays exactly.
+
+Time. The partition clock is the largest event time seen on the partition. Rules compare
+event times with it; timers fire when it passes their due time (offline detection, "nothing
+by T"). A partition that receives nothing for `idle_after_ms` of wall time while its clock is
+already within `live_lag_ms` of the wall clock follows the wall clock instead (Flink's idle
+sources): a stream that goes quiet live still fires its timers, but a backfill that pauses
+never jumps hours ahead and raises a wave of false timeouts.
+
+Late, out-of-order and duplicate input is each rule's to judge against its own state (a
+register reading older than the last one carries no new consumption; an event older than the
+detector's last event is history). The processor drops an exact repeat of a device event
+(same `seq` and `ts`), which is what a redelivery after a restart looks like.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.config import DEFAULTS, RuleConfig, RuleParams
+from rules.topology import Topology
+from whistle.domain import Channel, Detection, DeviceType, Reading
+
+Evaluate = Callable[[Reading, Any, "Ctx"], list[Detection] | None]
+OnTimer = Callable[[str, Any, "Ctx"], list[Detection] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A pure rule: what it reads, how its state is keyed, and its two entry points."""
+
+    name: str
+    inputs: frozenset[tuple[DeviceType, Channel]]
+    key: Callable[[Reading], str]
+    new_state: Callable[[], Any]
+    evaluate: Evaluate
+    on_timer: OnTimer | None = None
+
+
+class Ctx:
+    """What a rule sees besides its state: the clock, its parameters, the registry and timers.
+
+    In `on_timer`, `due` is the time the timer was set for and `params` are the defaults: a rule
+    keeps in its state what its timer needs to know.
+    """
+
+    __slots__ = ("_key", "_part", "_rule", "clock", "due", "params", "requested", "topology")
+
+    def __init__(self, topology: Topology | None = None, params: RuleParams | None = None, clock: int = 0) -> None:
+        self.clock = clock
+        self.due = clock
+        self.params = params if params is not None else DEFAULTS.params()
+        self.topology = topology if topology is not None else Topology()
+        self.requested: list[int] = []  # timers asked for while no partition is attached (a rule on its own)
+        self._part: PartitionState | None = None
+        self._rule = ""
+        self._key = ""
+
+    def set_timer(self, due: int) -> None:
+        """Call this rule's `on_timer` for this key once the clock reaches `due`."""
+        part = self._part
+        if part is None:
+            self.requested.append(due)
+            return
+        part.timer_seq += 1
+        heapq.heappush(part.timers, (due, part.timer_seq, self._rule, self._key))
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """Everything one partition's results depend on, snapshotted together with `offset`."""
+
+    offset: int = 0
+    clock: int = 0
+    states: dict[tuple[str, str], Any] = field(default_factory=dict)
+    timers: list[tuple[int, int, str, str]] = field(default_factory=list)
+    timer_seq: int = 0
+    last_event: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+class Processor:
+    """Dispatches readings to rules by (device type, channel); one per lane."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        config: RuleConfig = DEFAULTS,
+        topology: Topology | None = None,
+        live_lag_ms: int = 3_600_000,
+        idle_after_ms: int = 5_000,
+    ) -> None:
+        self.rules = tuple(rules)
+        self._by_input: dict[tuple[DeviceType, Channel], tuple[Rule, ...]] = {}
+        for rule in self.rules:
+            for inp in rule.inputs:
+                self._by_input[inp] = (*self._by_input.get(inp, ()), rule)
+        self._by_name = {r.name: r for r in self.rules}
+        self.topology = topology if topology is not None else Topology()
+        self.config = config
+        self._params: dict[tuple[str | None, DeviceType], RuleParams] = {}
+        self.live_lag_ms = live_lag_ms
+        self.idle_after_ms = idle_after_ms
+        self._ctx = Ctx(self.topology)
+
+    def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
+        """Take a new configuration or registry view; parameters are resolved again on next use."""
+        if config is not None:
+            self.config = config
+        if topology is not None:
+            self.topology = topology
+            self._ctx.topology = topology
+        self._params.clear()
+
+    def params(self, grid_id: str | None, device_type: DeviceType) -> RuleParams:
+        """The parameters for a device type in a grid (cached)."""
+        key = (grid_id, device_type)
+        p = self._params.get(key)
+        if p is None:
+            topo = self.topology
+            p = self._params[key] = self.config.params(
+                street=topo.street(grid_id), grids=topo.lineage(grid_id), device_type=device_type
+            )
+        return p
+
+    def process(self, part: PartitionState, r: Reading, out: list[Detection]) -> None:
+        """Run the rules that read `r`, then any timers its event time makes due."""
+        if r.channel is Channel.EVENT:
+            mark = (r.seq, r.ts)
+            if r.seq is not None and part.last_event.get(r.device_id) == mark:
+                part.duplicates += 1
+                return
+            part.last_event[r.device_id] = mark
+        part.clock = max(part.clock, r.ts)
+        rules = self._by_input.get((r.device_type, r.channel))
+        if rules:
+            ctx = self._ctx
+            ctx.clock = part.clock
+            ctx.due = part.clock
+            ctx.params = self.params(r.grid_id, r.device_type)
+            ctx._part = part
+            states = part.states
+            for rule in rules:
+                key = rule.key(r)
+                skey = (rule.name, key)
+                st = states.get(skey)
+                if st is None:
+                    st = states[skey] = rule.new_state()
+                ctx._rule = rule.name
+                ctx._key = key
+                got = rule.evaluate(r, st, ctx)
+                if got:
+                    out.extend(got)
+        timers = part.timers
+        if timers and timers[0][0] <= part.clock:
+            self._fire(part, out)
+
+    def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
+        out: list[Detection] = []
+        for r in readings:
+            self.process(part, r, out)
+        return out
+
+    def advance(self, part: PartitionState, clock: int, out: list[Detection]) -> None:
+        """Move the partition clock forward to `clock` (never back) and fire what is due."""
+        part.clock = max(part.clock, clock)
+        if part.timers and part.timers[0][0] <= part.clock:
+            self._fire(part, out)
+
+    def idle_clock(self, part: PartitionState, wall_ms: int, idle_ms: int) -> int | None:
+        """The clock a quiet partition should follow, or None to leave it (see the module notes)."""
+        if idle_ms < self.idle_after_ms or part.clock <= 0:
+            return None
+        if wall_ms - part.clock > self.live_lag_ms:
+            return None  # a backfill paused: do not jump ahead of the data
+        target = wall_ms - self.idle_after_ms
+        return target if target > part.clock else None
+
+    def _fire(self, part: PartitionState, out: list[Detection]) -> None:
+        ctx = self._ctx
+        ctx._part = part
+        timers = part.timers
+        while timers and timers[0][0] <= part.clock:
+            due, _, name, key = heapq.heappop(timers)
+            rule = self._by_name.get(name)
+            if rule is None or rule.on_timer is None:
+                continue  # a rule removed since the timer was set
+            st = part.states.get((name, key))
+            if st is None:
+                continue
+            ctx.clock = part.clock
+            ctx.due = due
+            ctx.params = self.config.params()
+            ctx._rule = name
+            ctx._key = key
+            got = rule.on_timer(key, st, ctx)
+            if got:
+                out.extend(got)

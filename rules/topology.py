@@ -1,0 +1,57 @@
+"""What the rules need to know about the registry: household tags, grid ancestry and streets.
+
+Loaded from PostgreSQL and refreshed by the engine; rules only read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from whistle.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdInfo:
+    registered_occupants: int
+    tags: frozenset[str]
+
+
+@dataclass(slots=True)
+class Topology:
+    """Registry facts by id; an unknown id gets neutral answers, never an error."""
+
+    households: dict[str, HouseholdInfo] = field(default_factory=dict)
+    grid_parent: dict[str, str | None] = field(default_factory=dict)
+    grid_street: dict[str, str] = field(default_factory=dict)
+
+    def lineage(self, grid_id: str | None) -> tuple[str, ...]:
+        """The grid and its ancestors, nearest first."""
+        out: list[str] = []
+        g = grid_id
+        while g is not None and g not in out and len(out) < 16:
+            out.append(g)
+            g = self.grid_parent.get(g)
+        return tuple(out)
+
+    def street(self, grid_id: str | None) -> str | None:
+        return None if grid_id is None else self.grid_street.get(grid_id)
+
+    def has_tag(self, household_id: str | None, tag: str) -> bool:
+        if household_id is None:
+            return False
+        info = self.households.get(household_id)
+        return info is not None and tag in info.tags
+
+
+async def load_topology(db: Database) -> Topology:
+    """Read the registry facts the rules use."""
+    topo = Topology()
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT id, registered_occupants, tags FROM households")
+        for hid, occupants, tags in await cur.fetchall():
+            topo.households[hid] = HouseholdInfo(occupants, frozenset(tags))
+        cur = await conn.execute("SELECT id, parent_id, street_id FROM grids")
+        for gid, parent, street in await cur.fetchall():
+            topo.grid_parent[gid] = parent
+            topo.grid_street[gid] = street
+    return topo

@@ -1,0 +1,140 @@
+"""E-bike charging against its confounders, on 60-s power samples."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from rules.ebike import EbikeState, ebike_charging
+from tests.rules.support import MIN, T0, ctx, reading
+from whistle.domain import AlarmKind, Channel, DetectionAction, DeviceType, Reading
+
+STANDBY = 4.0
+
+
+def sample(ts: int, w: float) -> Reading:
+    return reading("EB-1", DeviceType.EBIKE, Channel.DATA, ts, {"power_w": w}, household="RJ-H000001")
+
+
+def run(watts: Iterable[float], st: EbikeState | None = None, start: int = T0) -> list[tuple[int, str]]:
+    """(minute, action) of every detection over a series of one-minute samples."""
+    st = st or EbikeState()
+    c = ctx(start)
+    out = []
+    for i, w in enumerate(watts):
+        ts = start + i * MIN
+        for d in ebike_charging(sample(ts, w), st, c) or []:
+            assert d.kind is AlarmKind.EBIKE_INDOOR_CHARGING
+            out.append((i, d.action.value))
+    return out
+
+
+def charger(minutes: int, watts: float = 180.0, cc_minutes: int = 240) -> list[float]:
+    """A lead-acid charge: a partial first minute, constant current, then a tapering constant voltage."""
+    out = [watts * 0.45]
+    for m in range(1, minutes):
+        if m < cc_minutes:
+            out.append(watts * (1 + 0.0002 * m))  # the voltage creeps up under constant current
+        else:
+            out.append(max(watts * (1 - (m - cc_minutes) / 120), 3.0))
+    return [STANDBY + w for w in out]
+
+
+def idle(minutes: int) -> list[float]:
+    return [STANDBY] * minutes
+
+
+def test_a_charge_is_raised_within_ten_minutes_and_cleared_when_it_stops() -> None:
+    got = run(idle(10) + charger(300, cc_minutes=200) + idle(10))
+    (raised, r_act), (cleared, c_act) = got
+    assert r_act == "raise" and c_act == "clear"
+    assert 10 + 8 <= raised <= 10 + 10, raised
+    # cleared once the constant-voltage taper falls to float (~50 W above standby near minute 287) or the charger stops
+    assert 10 + 285 <= cleared <= 10 + 300 + 3, cleared
+
+
+def test_evidence_explains_the_detection() -> None:
+    st = EbikeState()
+    c = ctx(T0)
+    dets = []
+    for i, w in enumerate(idle(5) + charger(20, watts=250)):
+        dets += ebike_charging(sample(T0 + i * MIN, w), st, c) or []
+    ev = dets[0].evidence
+    assert ev["source"] == "power" and ev["since"] == T0 + 5 * MIN
+    assert 245 <= ev["step_w"] <= 256 and ev["standby_w"] == STANDBY and ev["cycling_circuit"] is False
+
+
+def test_a_small_4a_charger_is_found_too() -> None:
+    assert [a for _, a in run(idle(3) + charger(60, watts=120))] == ["raise"]
+
+
+def test_kettle_heater_and_air_conditioner_are_not_charging() -> None:
+    kettle = idle(5) + [STANDBY + 1800] * 4 + idle(20)
+    heater = idle(5) + [STANDBY + 1500] * 180 + idle(5)
+    ac = (idle(3) + ([STANDBY + 950] * 12 + [STANDBY + 40] * 6) * 10) + idle(3)
+    assert run(kettle) == [] and run(heater) == [] and run(ac) == []
+
+
+def test_rice_cooker_cooking_then_keeping_warm_is_not_charging() -> None:
+    for cook_w in (500.0, 700.0, 900.0):
+        cooker = idle(5) + [STANDBY + cook_w] * 35 + [STANDBY + 60] * 120 + idle(5)
+        assert run(cooker) == [], cook_w
+
+
+def test_an_inverter_load_that_wanders_inside_the_band_is_not_charging() -> None:
+    rng = random.Random(3)
+    wandering = idle(5) + [STANDBY + rng.uniform(200, 450) for _ in range(120)]
+    assert run(wandering) == []
+
+
+def test_a_load_that_climbs_is_not_charging() -> None:
+    climbing = idle(5) + [STANDBY + 150 + 12 * m for m in range(30)]
+    assert run(climbing) == []
+
+
+def test_a_cycling_fridge_is_learned_and_a_real_charge_on_that_circuit_still_found() -> None:
+    st = EbikeState()
+    fridge_cycle = [STANDBY + 120] * 20 + idle(40)
+    first = run(idle(5) + fridge_cycle * 2, st)
+    # the first cycles of a fridge never seen before look like a charge start; they are short, and learned
+    later = run(fridge_cycle * 6, st, start=T0 + 125 * MIN)
+    assert later == []
+    assert len(first) <= 4
+    charge = run(charger(120), st, start=T0 + 500 * MIN)
+    assert charge and charge[0][1] == "raise" and 40 <= charge[0][0] <= 50
+
+
+def test_duplicates_and_out_of_order_samples_are_ignored() -> None:
+    st = EbikeState()
+    c = ctx(T0)
+    series = idle(3) + charger(15)
+    dets = []
+    for i, w in enumerate(series):
+        r = sample(T0 + i * MIN, w)
+        dets += ebike_charging(r, st, c) or []
+        assert ebike_charging(r, st, c) is None  # the same sample again
+        assert ebike_charging(sample(T0 + (i - 1) * MIN, 2000.0), st, c) is None  # an older one
+    assert [d.action for d in dets] == [DetectionAction.RAISE]
+
+
+def test_a_long_gap_restarts_detection() -> None:
+    st = EbikeState()
+    c = ctx(T0)
+    series = idle(3) + charger(5)
+    for i, w in enumerate(series):
+        assert not ebike_charging(sample(T0 + i * MIN, w), st, c)
+    # 10 minutes without samples: the candidate restarts instead of counting the gap as load
+    t = T0 + (len(series) + 10) * MIN
+    assert not ebike_charging(sample(t, STANDBY + 180), st, c)
+    assert not ebike_charging(sample(t + MIN, STANDBY + 180), st, c)
+
+
+def test_device_classified_events_raise_and_clear() -> None:
+    st = EbikeState()
+    c = ctx(T0)
+    on = reading("EB-1", DeviceType.EBIKE, Channel.EVENT, T0, {"event": "charging_detected"})
+    off = reading("EB-1", DeviceType.EBIKE, Channel.EVENT, T0 + 3_600_000, {"event": "charging_stopped"})
+    (d1,) = ebike_charging(on, st, c) or []
+    (d2,) = ebike_charging(off, st, c) or []
+    assert (d1.action, d2.action) == (DetectionAction.RAISE, DetectionAction.CLEAR)
+    assert d2.evidence["duration_ms"] == 3_600_000

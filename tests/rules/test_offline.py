@@ -1,0 +1,101 @@
+"""device.offline through the processor, since it lives on timers."""
+
+from __future__ import annotations
+
+from rules.catalog import BULK_RULES
+from rules.config import RuleConfig
+from rules.processor import PartitionState, Processor
+from tests.rules.support import HOUR, MIN, T0, reading
+from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
+
+
+def water(device: str, ts: int, total: float = 1.0, received_at: int | None = None) -> Reading:
+    return reading(
+        device, DeviceType.WATER, Channel.DATA, ts, {"total_m3": total}, household="RJ-H1", received_at=received_at
+    )
+
+
+def offline(out: list[Detection]) -> list[tuple[str, str, int]]:
+    return [(d.subject_id, d.action.value, d.ts) for d in out if d.kind is AlarmKind.DEVICE_OFFLINE]
+
+
+def test_a_meter_that_stops_is_offline_after_three_missed_intervals_by_the_clock_of_the_others() -> None:
+    proc = Processor(BULK_RULES)
+    part = PartitionState()
+    out: list[Detection] = []
+    for i in range(4 * 8):  # 8 hours of 15-min readings; WM-2 stops after hour 2
+        ts = T0 + i * 15 * MIN
+        proc.process(part, water("WM-1", ts), out)
+        if ts < T0 + 2 * HOUR:
+            proc.process(part, water("WM-2", ts), out)
+    last = T0 + 2 * HOUR - 15 * MIN
+    assert offline(out) == [("WM-2", "raise", last + 45 * MIN)]
+    proc.process(part, water("WM-2", T0 + 9 * HOUR), out)
+    assert [x for x in offline(out) if x[0] == "WM-2"][-1] == ("WM-2", "clear", T0 + 9 * HOUR)
+
+
+def test_offline_fires_on_a_quiet_live_stream_by_the_wall_clock() -> None:
+    proc = Processor(BULK_RULES, idle_after_ms=5_000)
+    part = PartitionState()
+    out: list[Detection] = []
+    proc.process(part, water("WM-1", T0), out)
+    assert proc.idle_clock(part, T0 + 2_000, idle_ms=2_000) is None  # not idle long enough
+    wall = T0 + 50 * MIN
+    target = proc.idle_clock(part, wall, idle_ms=50 * 60_000)
+    assert target == wall - 5_000
+    proc.advance(part, target, out)
+    assert offline(out) == [("WM-1", "raise", T0 + 45 * MIN)]
+
+
+def test_a_paused_backfill_does_not_jump_to_the_wall_clock() -> None:
+    proc = Processor(BULK_RULES)
+    part = PartitionState()
+    proc.process(part, water("WM-1", T0 - 3 * 86_400_000), [])
+    assert proc.idle_clock(part, T0, idle_ms=600_000) is None
+
+
+def test_a_batch_uploading_meter_is_allowed_a_day() -> None:
+    proc = Processor(BULK_RULES)
+    part = PartitionState()
+    out: list[Detection] = []
+    day = 86_400_000
+    for d in range(3):
+        start = T0 + d * day
+        for i in range(96):
+            proc.process(part, water("WM-1", start + i * 15 * MIN), out)
+        for i in range(96):  # at the end of the day its readings arrive at once
+            proc.process(part, water("NB-1", start + i * 15 * MIN), out)
+    assert [x for x in offline(out) if x[0] == "NB-1"] == []
+    for i in range(96 * 2):  # NB-1 goes silent for two days
+        proc.process(part, water("WM-1", T0 + 3 * day + i * 15 * MIN), out)
+    (hit,) = [x for x in offline(out) if x[0] == "NB-1"]
+    assert hit[1] == "raise"
+
+
+def test_an_offline_will_raises_after_the_grace_unless_the_device_returns() -> None:
+    proc = Processor(BULK_RULES)
+    part = PartitionState()
+    out: list[Detection] = []
+    will = reading("WM-1", DeviceType.WATER, Channel.STATUS, T0, {"online": False}, household="RJ-H1")
+    proc.process(part, will, out)
+    proc.process(part, water("WM-2", T0 + 4 * MIN), out)
+    proc.process(part, water("WM-1", T0 + 4 * MIN + 1), out)  # back within the grace
+    proc.process(part, will.__class__(**{**_fields(will), "ts": T0 + 10 * MIN}), out)
+    proc.process(part, water("WM-2", T0 + 16 * MIN), out)
+    assert offline(out) == [("WM-1", "raise", T0 + 15 * MIN)]
+
+
+def _fields(r: Reading) -> dict[str, object]:
+    return {f: getattr(r, f) for f in r.__slots__}
+
+
+def test_intervals_per_device_type_are_configurable() -> None:
+    cfg = RuleConfig(
+        {"overrides": [{"device_type": "water", "rules": {"device.offline": {"intervals_s": {"water": 600}}}}]}
+    )
+    proc = Processor(BULK_RULES, config=cfg)
+    part = PartitionState()
+    out: list[Detection] = []
+    proc.process(part, water("WM-1", T0), out)
+    proc.process(part, reading("PM-1", DeviceType.POWER, Channel.DATA, T0 + 11 * MIN, {"total_kwh": 1.0}), out)
+    assert offline(out) == [("WM-1", "raise", T0 + 10 * MIN)]
