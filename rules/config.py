@@ -222,6 +222,10 @@ class RuleConfig:
                 except ValidationError as exc:
                     raise ConfigError(f"{self.source}: {_format(f'{where}.{name}', exc)}") from None
 
+    @property
+    def overrides(self) -> tuple[_Override, ...]:
+        return tuple(self._overrides)
+
     @classmethod
     def load(cls, path: Path) -> RuleConfig:
         """Read and validate a YAML file."""
