@@ -52,6 +52,10 @@ class Consumer(Protocol):
 
     def assignment(self) -> frozenset[TopicPartition]: ...
 
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Move the position of an assigned partition; KeyError if it is not assigned."""
+        ...
+
     async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         """Records after the current position of each assigned partition; waits up to timeout_ms."""
         ...
@@ -288,8 +292,7 @@ class MemoryConsumer:
 def create_bus(kafka_bootstrap: str | None, partitions: int) -> Bus:
     """The bus the configuration asks for."""
     if kafka_bootstrap:
-        raise NotImplementedError(
-            "WHISTLE_KAFKA_BOOTSTRAP is set but the Kafka bus backend is not part of this release; "
-            "unset it to use the in-process bus"
-        )
+        from whistle.bus_kafka import KafkaBus
+
+        return KafkaBus(kafka_bootstrap, partitions)
     return MemoryBus(partitions)
