@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ test: $(STAMP) system-deps lint typecheck
 bench-ingest: $(STAMP) system-deps
 	@command -v mosquitto_sub >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null)
 	$(BIN)/python scripts/bench_ingest.py --json-out docs/bench_ingest.json $(ARGS)
+
+bench-rules: $(STAMP)
+	$(BIN)/python scripts/bench_rules.py --households 5000 --hours 24 --runs 5 --json-out docs/bench_rules.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) .whistle .pytest_cache .mypy_cache .ruff_cache

@@ -116,8 +116,11 @@ class LaneStats:
 class Lane:
     """One topic's consumer, processor and partition states."""
 
-    def __init__(self, topic: str, rules: Sequence[Rule], watcher: ConfigWatcher, topology: Topology) -> None:
+    def __init__(
+        self, topic: str, group: str, rules: Sequence[Rule], watcher: ConfigWatcher, topology: Topology
+    ) -> None:
         self.topic = topic
+        self.group = group
         self.processor = Processor(rules, config=watcher.config, topology=topology)
         self.parts: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
@@ -150,7 +153,10 @@ class RuleEngine:
         self.watcher = ConfigWatcher(rules_file)
         self.topology = Topology()
         spec = lanes if lanes is not None else {TOPIC_PRIORITY: PRIORITY_RULES, TOPIC_READINGS: BULK_RULES}
-        self.lanes = {topic: Lane(topic, rules, self.watcher, self.topology) for topic, rules in spec.items()}
+        # One consumer group per lane: a rebalance of the bulk lane never pauses the priority lane.
+        self.lanes = {
+            topic: Lane(topic, f"{group}.{topic}", rules, self.watcher, self.topology) for topic, rules in spec.items()
+        }
 
     @property
     def evaluated(self) -> int:
@@ -182,7 +188,7 @@ class RuleEngine:
         restored: set[int] = set()
         for p in assigned - set(lane.parts):
             tp = TopicPartition(lane.topic, p)
-            state = await self.snapshots.load(self.group, tp) if self.snapshots is not None else None
+            state = await self.snapshots.load(lane.group, tp) if self.snapshots is not None else None
             if state is None:
                 lane.parts[p] = PartitionState(offset=-1)  # from the consumer's position
                 continue
@@ -203,13 +209,13 @@ class RuleEngine:
             if part is not None and part.offset >= 0:
                 items.append((TopicPartition(lane.topic, p), part, dump_state(part)))
         if items:
-            await self.snapshots.save(self.group, items)
+            await self.snapshots.save(lane.group, items)
             lane.stats.snapshots += len(items)
             lane.stats.snapshot_bytes = sum(len(raw) for _, _, raw in items)
         lane.dirty.clear()
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
-        consumer = self.bus.consumer(self.group, [lane.topic])
+        consumer = self.bus.consumer(lane.group, [lane.topic])
         await consumer.start()
         last_snapshot = time.monotonic()
         try:
@@ -224,6 +230,11 @@ class RuleEngine:
                     part = lane.parts.get(tp.partition)
                     if part is None or tp.partition in restored:
                         continue  # revoked, or just rewound to its snapshot: read again from there
+                    if part.offset >= 0 and records[0].offset > part.offset:
+                        # The consumer's position jumped past what the state has seen (a rebalance put it
+                        # back to the committed offset after a restore): go back, read them again.
+                        consumer.seek(tp, part.offset)
+                        continue
                     n = 0
                     for rec in records:
                         if rec.offset < part.offset:

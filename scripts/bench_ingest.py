@@ -90,7 +90,7 @@ class Workload:
 
 def build_workload(registry: dict[str, Any], n_messages: int, seed: int, now: int) -> Workload:
     """A realistic, fully valid mix for the registry's devices; payloads pre-encoded."""
-    rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not cryptography
+    rng = random.Random(seed)
     by_type: dict[str, list[str]] = {}
     for d in registry["devices"]:
         by_type.setdefault(d["type"], []).append(d["id"])

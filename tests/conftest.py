@@ -24,6 +24,9 @@ from whistle.broker import free_port
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
 
+# The session's Kafka broker (fixture `kafka`), started on first use only.
+pytest_plugins = ["tests.kafka_fixtures"]
+
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 
 

@@ -180,6 +180,21 @@ def _simulate_command(args: argparse.Namespace) -> int:
         return asyncio.run(_simulate(args, doc, truth))
 
 
+def _rules_check(path: Path) -> int:
+    from rules.config import ConfigError, RuleConfig
+
+    try:
+        cfg = RuleConfig.load(path)
+    except ConfigError as exc:
+        print(f"whistle: {exc}", file=sys.stderr)
+        return 1
+    params = cfg.params()
+    print(f"{path}: valid; {len(cfg.overrides)} override(s)")
+    for name in params.__slots__:
+        print(f"  {name}: {getattr(params, name).model_dump(mode='json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whistle", description="数字吹哨 Digital Whistle: IoT sensing and alerts")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -200,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     reg_sub = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_sub.add_parser("import", help="import a registry JSON file (upsert by id)")
     imp.add_argument("file", type=Path)
+
+    rules = sub.add_parser("rules", help="rule configuration commands")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate a rule configuration file and print its effective defaults")
+    check.add_argument("file", type=Path)
 
     sim = sub.add_parser("simulate", help="publish a generated district's traffic to WHISTLE_MQTT_URL")
     sim.add_argument("--households", type=int, default=200)
@@ -224,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_serve([args.role]))
         if args.command == "registry":
             return asyncio.run(_registry_import(args.file.read_bytes()))
+        if args.command == "rules":
+            return _rules_check(args.file)
         if args.command == "simulate":
             return _simulate_command(args)
     except (SettingsError, ValueError, NotImplementedError, OSError) as exc:

@@ -7,13 +7,18 @@ import pytest
 
 from alerts.lifecycle import Change
 from alerts.service import AlertService, TicketError
+from rules.processor import Ctx
 from rules.smoke import SmokeIncident, smoke_fire
 from tests.helpers import small_registry
-from whistle.domain import Channel, DeviceType, Outcome, Reading
+from whistle.domain import Channel, Detection, DeviceType, Outcome, Reading
 from whistle.registry import import_registry, parse_registry
 from whistle.store.db import Database
 
 T0 = 1_795_000_000_000
+
+
+def fire(r: Reading, st: SmokeIncident) -> list[Detection]:
+    return smoke_fire(r, st, Ctx(clock=r.ts)) or []
 
 
 class Clock:
@@ -42,7 +47,7 @@ async def rows(db: Database, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 async def test_fire_opens_an_alarm_and_a_ticket_for_the_grid_worker(service: AlertService, db: Database) -> None:
     events: list[Any] = []
     service.listeners.append(events.append)
-    (d,) = smoke_fire(smoke("SM-0001", "alarm", T0), SmokeIncident())
+    (d,) = fire(smoke("SM-0001", "alarm", T0), SmokeIncident())
     res = await service.apply(d)
     assert res.change is Change.OPEN and res.assignee_id == "W-09"  # lowest id among M01's grid workers
     alarms = await rows(db, "SELECT kind, severity, status, subject_id, grid_id, count FROM alarms")
@@ -56,8 +61,8 @@ async def test_fire_opens_an_alarm_and_a_ticket_for_the_grid_worker(service: Ale
 
 async def test_second_detector_and_redelivery_never_make_a_second_ticket(service: AlertService, db: Database) -> None:
     st = SmokeIncident()
-    (first,) = smoke_fire(smoke("SM-0001", "alarm", T0), st)
-    (second,) = smoke_fire(smoke("SM-0002", "alarm", T0 + 8000), st)
+    (first,) = fire(smoke("SM-0001", "alarm", T0), st)
+    (second,) = fire(smoke("SM-0002", "alarm", T0 + 8000), st)
     results = [await service.apply(d) for d in (first, second, first, second)]
     assert [r.change for r in results[:2]] == [Change.OPEN, Change.UPDATE]
     assert all(r.duplicate for r in results[2:])
@@ -67,7 +72,7 @@ async def test_second_detector_and_redelivery_never_make_a_second_ticket(service
 
 
 async def test_concurrent_identical_detections_apply_once(service: AlertService, db: Database) -> None:
-    (d,) = smoke_fire(smoke("SM-0003", "alarm", T0, "RJ-B0002", "RJ-G1-M02"), SmokeIncident())
+    (d,) = fire(smoke("SM-0003", "alarm", T0, "RJ-B0002", "RJ-G1-M02"), SmokeIncident())
     results = await asyncio.gather(*(service.apply(d) for _ in range(5)), return_exceptions=True)
     assert not [r for r in results if isinstance(r, BaseException)]
     assert await rows(db, "SELECT count(*) FROM alarms") == [(1,)]
@@ -80,9 +85,9 @@ async def test_rule_clear_clears_the_alarm_and_a_new_incident_opens_a_new_one(
     service: AlertService, db: Database
 ) -> None:
     st = SmokeIncident()
-    (up,) = smoke_fire(smoke("SM-0001", "alarm", T0), st)
-    (down,) = smoke_fire(smoke("SM-0001", "alarm_clear", T0 + 20_000), st)
-    (again,) = smoke_fire(smoke("SM-0001", "alarm", T0 + 600_000), st)
+    (up,) = fire(smoke("SM-0001", "alarm", T0), st)
+    (down,) = fire(smoke("SM-0001", "alarm_clear", T0 + 20_000), st)
+    (again,) = fire(smoke("SM-0001", "alarm", T0 + 600_000), st)
     for d in (up, down, again):
         await service.apply(d)
     got = await rows(db, "SELECT status, evidence->>'self_cleared' FROM alarms ORDER BY first_seen")
@@ -93,7 +98,7 @@ async def test_rule_clear_clears_the_alarm_and_a_new_incident_opens_a_new_one(
 
 
 async def test_ticket_walks_its_lifecycle_with_an_audit_trail(service: AlertService, db: Database) -> None:
-    (d,) = smoke_fire(smoke("SM-0001", "alarm", T0), SmokeIncident())
+    (d,) = fire(smoke("SM-0001", "alarm", T0), SmokeIncident())
     tid = (await service.apply(d)).ticket_id
     assert tid is not None
     with pytest.raises(TicketError, match="resolve needs an outcome"):

@@ -8,15 +8,20 @@ import pytest
 from alerts.service import AlertService
 from api.app import create_app
 from api.deps import ApiContext
+from rules.processor import Ctx
 from rules.smoke import SmokeIncident, smoke_fire
 from tests.helpers import small_registry
-from whistle.domain import Channel, DeadLetter, DeviceType, Reading
+from whistle.domain import Channel, DeadLetter, Detection, DeviceType, Reading
 from whistle.store.db import Database
 from whistle.store.writers import insert_dead_letters, upsert_device_state
 from whistle.timeutil import format_ms, now_ms
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def detect(r: Reading, st: SmokeIncident) -> list[Detection]:
+    return smoke_fire(r, st, Ctx(clock=r.ts)) or []
 
 
 @pytest.fixture
@@ -32,7 +37,7 @@ async def fire(client: httpx.AsyncClient, device: str, ts: int) -> str:
     r = Reading(
         device, DeviceType.SMOKE, Channel.EVENT, ts, ts, {"event": "alarm"}, None, None, "RJ-B0001", "RJ-G1-M01"
     )
-    (d,) = smoke_fire(r, SmokeIncident())
+    (d,) = detect(r, SmokeIncident())
     res = await client.ctx.alerts.apply(d)  # type: ignore[attr-defined]
     assert res.ticket_id is not None
     return res.ticket_id

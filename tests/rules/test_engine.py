@@ -216,7 +216,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_ends_with_the_same_alarm
 
         async def finished() -> bool:
             rules_done = all(
-                bus.committed("whistle-rules", TopicPartition(topic, p)) == end
+                bus.committed(f"whistle-rules.{topic}", TopicPartition(topic, p)) == end
                 for topic in (TOPIC_PRIORITY, TOPIC_READINGS)
                 for p, end in enumerate(bus.end_offsets(topic))
                 if end

@@ -12,9 +12,7 @@ from aiokafka import AIOKafkaProducer
 from whistle.bus import Bus, MemoryBus, Record, TopicPartition, create_bus, partition_for
 from whistle.bus_kafka import KafkaBus, KafkaConsumer
 
-# The session broker fixture `kafka`. A plugin is registered once however many modules (or the root
-# conftest) name it, so the session never starts two brokers.
-pytest_plugins = ["tests.kafka_fixtures"]
+# The session broker fixture `kafka` comes from tests/kafka_fixtures.py, registered in tests/conftest.py.
 
 PARTITIONS = 4
 
