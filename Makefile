@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 system-deps:
 	@bash scripts/ensure-system-deps
+	@bash scripts/ensure-kafka
 
 demo: $(STAMP)
 	$(BIN)/whistle demo $(ARGS)
