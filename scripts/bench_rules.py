@@ -59,8 +59,18 @@ def build(households: int, hours: int, ebike_share: float, seed: int) -> tuple[l
             w = 3.0 + (180.0 * (1 - 0.0005 * (m % 1440 - start)) if charging else rng.uniform(0, 2))
             hid = f"RJ-H{h:06d}"
             readings.append(
-                Reading(f"EB-{h:06d}", DeviceType.EBIKE, Channel.DATA, ts, ts + 900, {"power_w": round(w, 1)}, m,
-                        hid, f"RJ-B{h // per_building:04d}", "RJ-G1")
+                Reading(
+                    f"EB-{h:06d}",
+                    DeviceType.EBIKE,
+                    Channel.DATA,
+                    ts,
+                    ts + 900,
+                    {"power_w": round(w, 1)},
+                    m,
+                    hid,
+                    f"RJ-B{h // per_building:04d}",
+                    "RJ-G1",
+                )
             )
         if m % 15 == 0:
             for h in range(households):
@@ -68,21 +78,59 @@ def build(households: int, hours: int, ebike_share: float, seed: int) -> tuple[l
                 b = f"RJ-B{h // per_building:04d}"
                 water[h] += rng.choice((0.0, 0.0, 0.0, 0.003, 0.01, 0.03))
                 power[h] += rng.uniform(0.01, 0.3)
-                readings.append(Reading(f"WM-{h:06d}", DeviceType.WATER, Channel.DATA, ts, ts + 900,
-                                        {"total_m3": round(water[h], 3)}, m, hid, b, "RJ-G1"))
-                readings.append(Reading(f"PM-{h:06d}", DeviceType.POWER, Channel.DATA, ts, ts + 900,
-                                        {"total_kwh": round(power[h], 2), "power_w": rng.uniform(50, 900)}, m, hid, b,
-                                        "RJ-G1"))
+                readings.append(
+                    Reading(
+                        f"WM-{h:06d}",
+                        DeviceType.WATER,
+                        Channel.DATA,
+                        ts,
+                        ts + 900,
+                        {"total_m3": round(water[h], 3)},
+                        m,
+                        hid,
+                        b,
+                        "RJ-G1",
+                    )
+                )
+                readings.append(
+                    Reading(
+                        f"PM-{h:06d}",
+                        DeviceType.POWER,
+                        Channel.DATA,
+                        ts,
+                        ts + 900,
+                        {"total_kwh": round(power[h], 2), "power_w": rng.uniform(50, 900)},
+                        m,
+                        hid,
+                        b,
+                        "RJ-G1",
+                    )
+                )
         if m % 1440 == 0:
             for b in range(households // per_building + 1):
-                readings.append(Reading(f"SM-{b:04d}", DeviceType.SMOKE, Channel.STATUS, ts, ts + 900,
-                                        {"battery_pct": 80}, m, None, f"RJ-B{b:04d}", "RJ-G1"))
+                readings.append(
+                    Reading(
+                        f"SM-{b:04d}",
+                        DeviceType.SMOKE,
+                        Channel.STATUS,
+                        ts,
+                        ts + 900,
+                        {"battery_pct": 80},
+                        m,
+                        None,
+                        f"RJ-B{b:04d}",
+                        "RJ-G1",
+                    )
+                )
         if m % 97 == 0:
             b = rng.randrange(households // per_building + 1)
             event = rng.choice(["alarm", "alarm_clear", "fault", "trapped", "recovered"])
             dtype = DeviceType.ELEVATOR if event in ("trapped", "recovered") else DeviceType.SMOKE
-            readings.append(Reading(f"X-{b:04d}", dtype, Channel.EVENT, ts, ts + 900, {"event": event}, m, None,
-                                    f"RJ-B{b:04d}", "RJ-G1"))
+            readings.append(
+                Reading(
+                    f"X-{b:04d}", dtype, Channel.EVENT, ts, ts + 900, {"event": event}, m, None, f"RJ-B{b:04d}", "RJ-G1"
+                )
+            )
     return readings, topo
 
 
