@@ -11,6 +11,8 @@ from alerts import repository as alarms_repo
 from alerts.service import TicketError
 from api.deps import Ctx, CurrentUser
 from api.schemas import (
+    AbsenceCreate,
+    AbsenceRead,
     AlarmRead,
     DeadLetterRead,
     DeviceRead,
@@ -26,6 +28,7 @@ from api.schemas import (
 from collectors import queries as collector_queries
 from whistle import __version__
 from whistle.domain import AlarmKind, AlarmStatus, TicketStatus
+from rules import households as households_repo
 from whistle.registry import RegistryError, import_registry, parse_registry
 
 router = APIRouter(prefix="/api/v1")
@@ -33,6 +36,7 @@ router = APIRouter(prefix="/api/v1")
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TicketId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
 DeviceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+HouseholdId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 
 
 @router.get("/health", response_model=Health)
@@ -198,3 +202,22 @@ async def get_device(ctx: Ctx, user: CurrentUser, device_id: DeviceId) -> dict[s
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id} not registered")
     return row
+
+
+@router.post("/households/{household_id}/absences", response_model=AbsenceRead, status_code=status.HTTP_201_CREATED)
+async def post_absence(ctx: Ctx, user: CurrentUser, household_id: HouseholdId, body: AbsenceCreate) -> dict[str, Any]:
+    """Declare that a household is away (a family or the grid worker): no inactivity alert inside the span."""
+    try:
+        async with ctx.db.connection() as conn:
+            return await households_repo.add_absence(
+                conn, household_id, start=body.start, end=body.end, note=body.note, actor=user
+            )
+    except households_repo.AbsenceError as exc:
+        code = status.HTTP_404_NOT_FOUND if exc.not_found else status.HTTP_422_UNPROCESSABLE_CONTENT
+        raise HTTPException(code, str(exc)) from exc
+
+
+@router.get("/households/{household_id}/absences", response_model=list[AbsenceRead])
+async def get_absences(ctx: Ctx, user: CurrentUser, household_id: HouseholdId) -> list[dict[str, Any]]:
+    async with ctx.db.connection() as conn:
+        return await households_repo.list_absences(conn, household_id)

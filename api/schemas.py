@@ -112,6 +112,24 @@ class UsageRead(BaseModel):
     gap: bool
 
 
+class AbsenceCreate(BaseModel):
+    """A declared absence: inactivity alerts for the household are suppressed inside it."""
+
+    start: datetime
+    end: datetime
+    note: str = Field(default="", max_length=500)
+
+
+class AbsenceRead(BaseModel):
+    id: int
+    household_id: str
+    start: datetime
+    end: datetime
+    note: str
+    created_by: str
+    created_at: datetime
+
+
 class RegistryCounts(BaseModel):
     streets: int
     grids: int

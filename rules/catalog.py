@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rules.ebike import EbikeState, ebike_charging
 from rules.elevator import ElevatorState, elevator_events
+from rules.lone_elder import LoneElderState, is_lone_elder, lone_elder_inactive
 from rules.offline import OfflineState, offline_seen, offline_timer
 from rules.processor import Rule
 from rules.smoke import SmokeBattery, SmokeDevice, SmokeIncident, smoke_battery, smoke_device, smoke_fire
@@ -39,6 +40,10 @@ def by_device(r: Reading) -> str:
     return r.device_id
 
 
+def by_household(r: Reading) -> str:
+    return r.household_id or r.device_id
+
+
 PRIORITY_RULES: tuple[Rule, ...] = (
     Rule("smoke.fire", frozenset({(DeviceType.SMOKE, Channel.EVENT)}), by_building, SmokeIncident, smoke_fire),
     Rule("smoke.device", frozenset({(DeviceType.SMOKE, Channel.EVENT)}), by_device, SmokeDevice, smoke_device),
@@ -56,4 +61,12 @@ BULK_RULES: tuple[Rule, ...] = (
     ),
     Rule("water.continuous_flow", frozenset({(DeviceType.WATER, Channel.DATA)}), by_device, FlowState, continuous_flow),
     Rule("device.offline", BULK_INPUTS, by_device, OfflineState, offline_seen, offline_timer),
+    Rule(
+        "household.lone_elder_inactive",
+        frozenset({(DeviceType.WATER, Channel.DATA), (DeviceType.POWER, Channel.DATA)}),
+        by_household,
+        LoneElderState,
+        lone_elder_inactive,
+        when=is_lone_elder,
+    ),
 )

@@ -133,6 +133,29 @@ class ContinuousFlowParams(_Params):
     max_gap_s: float = Field(default=3600, gt=0, description="a longer gap between readings is a gap, not flow")
 
 
+class LoneElderParams(_Params):
+    """`household.lone_elder_inactive`: a quiet spell longer than this person's routine allows."""
+
+    min_litres: float = Field(default=2, gt=0, description="a water draw this big in an interval is activity")
+    min_active_wh: float = Field(default=40, gt=0, description="energy above standby per 15 min that is activity")
+    min_days: int = Field(default=7, ge=1, le=14, description="days of routine before it replaces the fixed rule")
+    margin: float = Field(default=1.2, ge=1)
+    slack_h: float = Field(default=0.5, ge=0)
+    min_quiet_h: float = Field(default=2.0, gt=0, description="never alert on a shorter quiet spell")
+    night_floor_h: float = Field(default=9.5, gt=0, description="a spell containing deep night may be this long")
+    deep_night_hour: int = Field(default=3, ge=0, le=23, description="local hour that marks a spell as a night")
+    fixed_quiet_h: float = Field(default=12.0, gt=0, description="the fixed rule's window: never alert later")
+    fixed_litres: float = Field(default=10.0, gt=0, description="the fixed rule: less than this in the window")
+    backstop_fixed_rule: bool = Field(default=False, description="also raise whenever the fixed rule would")
+    max_daily_m3: float = Field(default=2.0, gt=0, description="more in a local day raises continuous flow (major)")
+
+    @model_validator(mode="after")
+    def _order(self) -> LoneElderParams:
+        if self.min_quiet_h > self.fixed_quiet_h:
+            raise ValueError("min_quiet_h must not exceed fixed_quiet_h")
+        return self
+
+
 _MODELS: dict[str, type[_Params]] = {
     "smoke.fire": SmokeFireParams,
     "smoke.device": SmokeDeviceParams,
@@ -140,6 +163,7 @@ _MODELS: dict[str, type[_Params]] = {
     "ebike.indoor_charging": EbikeParams,
     "device.offline": OfflineParams,
     "water.continuous_flow": ContinuousFlowParams,
+    "household.lone_elder_inactive": LoneElderParams,
 }
 RULE_NAMES = tuple(_MODELS)
 
@@ -154,6 +178,7 @@ class RuleParams:
     ebike: EbikeParams
     offline: OfflineParams
     continuous_flow: ContinuousFlowParams
+    lone_elder: LoneElderParams
 
 
 class ConfigError(ValueError):
@@ -264,6 +289,7 @@ class RuleConfig:
             ebike=EbikeParams.model_validate(merged["ebike.indoor_charging"]),
             offline=OfflineParams.model_validate(merged["device.offline"]),
             continuous_flow=ContinuousFlowParams.model_validate(merged["water.continuous_flow"]),
+            lone_elder=LoneElderParams.model_validate(merged["household.lone_elder_inactive"]),
         )
         self._cache[key] = built
         return built

@@ -43,6 +43,7 @@ class Rule:
     new_state: Callable[[], Any]
     evaluate: Evaluate
     on_timer: OnTimer | None = None
+    when: Callable[[Reading, Topology], bool] | None = None  # a filter run before any state is made
 
 
 class Ctx:
@@ -150,6 +151,8 @@ class Processor:
             ctx._part = part
             states = part.states
             for rule in rules:
+                if rule.when is not None and not rule.when(r, self.topology):
+                    continue
                 key = rule.key(r)
                 skey = (rule.name, key)
                 st = states.get(skey)

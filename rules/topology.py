@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.households import load_absences
 from whistle.store.db import Database
 
 
@@ -23,6 +24,7 @@ class Topology:
     households: dict[str, HouseholdInfo] = field(default_factory=dict)
     grid_parent: dict[str, str | None] = field(default_factory=dict)
     grid_street: dict[str, str] = field(default_factory=dict)
+    absences: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # household → declared (start, end) ms
 
     def lineage(self, grid_id: str | None) -> tuple[str, ...]:
         """The grid and its ancestors, nearest first."""
@@ -35,6 +37,21 @@ class Topology:
 
     def street(self, grid_id: str | None) -> str | None:
         return None if grid_id is None else self.grid_street.get(grid_id)
+
+    def absent(self, household_id: str, ts: int) -> tuple[int, int] | None:
+        """The declared absence of the household that covers `ts`, if any."""
+        for span in self.absences.get(household_id, ()):
+            if span[0] <= ts < span[1]:
+                return span
+        return None
+
+    def returned_since(self, household_id: str, since: int, until: int) -> int | None:
+        """The end of a declared absence that ended in (since, until], if any: the household is back then."""
+        best = None
+        for start, end in self.absences.get(household_id, ()):
+            if since < end <= until and start <= until and (best is None or end > best):
+                best = end
+        return best
 
     def has_tag(self, household_id: str | None, tag: str) -> bool:
         if household_id is None:
@@ -54,4 +71,5 @@ async def load_topology(db: Database) -> Topology:
         for gid, parent, street in await cur.fetchall():
             topo.grid_parent[gid] = parent
             topo.grid_street[gid] = street
+        topo.absences = await load_absences(conn)
     return topo

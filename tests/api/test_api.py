@@ -187,3 +187,35 @@ async def test_unregistered_devices_and_usage(client: httpx.AsyncClient, db: Dat
     assert abs(usage[1]["delta"] - 0.05) < 1e-9 and usage[1]["interval_ms"] == 900_000
     naive = await client.get("/api/v1/devices/WM-000001/usage", params={"since": "2026-11-01T00:00:00"}, headers=AUTH)
     assert naive.status_code == 422
+
+
+async def test_declared_absences_are_recorded_listed_and_reach_the_rules(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    from datetime import datetime
+
+    from rules.topology import load_topology
+    from tests.helpers import small_registry as registry
+
+    assert (await client.post("/api/v1/registry", json=registry(), headers=AUTH)).status_code == 200
+    url = "/api/v1/households/RJ-H000001/absences"
+    body = {"start": "2026-11-20T09:00:00+08:00", "end": "2026-11-27T18:00:00+08:00", "note": "visiting her son"}
+    r = await client.post(url, json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["household_id"] == "RJ-H000001" and made["created_by"] and made["note"] == "visiting her son"
+    listed = (await client.get(url, headers=AUTH)).json()
+    assert [a["id"] for a in listed] == [made["id"]]
+    bad = await client.post(url, json={**body, "end": "2026-11-19T09:00:00+08:00"}, headers=AUTH)
+    assert bad.status_code == 422 and "end must be after start" in bad.text
+    naive = await client.post(url, json={**body, "start": "2026-11-20T09:00:00"}, headers=AUTH)
+    assert naive.status_code == 422
+    missing = await client.post("/api/v1/households/RJ-H999999/absences", json=body, headers=AUTH)
+    assert missing.status_code == 404
+    assert (await client.post(url, json=body)).status_code == 401
+    topo = await load_topology(db)
+    start = int(datetime.fromisoformat(body["start"]).timestamp() * 1000)
+    end = int(datetime.fromisoformat(body["end"]).timestamp() * 1000)
+    assert topo.absent("RJ-H000001", start) == (start, end)
+    assert topo.absent("RJ-H000001", start - 1) is None
+    assert topo.absent("RJ-H000001", end) is None

@@ -1,0 +1,159 @@
+"""Lone-elder inactivity on 15-min water and power registers, with a learned daily routine."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Iterator
+
+from rules.catalog import BULK_RULES
+from rules.lone_elder import LoneElderState, lone_elder_inactive
+from rules.processor import PartitionState, Processor
+from rules.topology import HouseholdInfo
+from tests.rules.support import HOUR, MIN, ctx, reading, topology
+from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
+
+HH = "RJ-H000001"
+STEP = 15 * MIN
+DAY = 24 * HOUR
+# Local midnight (Asia/Shanghai, UTC+8) of 2026-11-01.
+D0 = 1_793_462_400_000
+TOPO = topology((HH,))
+
+
+def day_profile(rng: random.Random, wake_h: float = 6.5, sleep_h: float = 21.5) -> list[tuple[float, float]]:
+    """(litres, Wh above standby) per 15-min slot of a lone elder's ordinary day (~100 L, DOMAIN.md)."""
+    out = [(0.0, 0.0)] * 96
+    wake = int((wake_h + rng.uniform(-0.4, 0.4)) * 4)
+    sleep = int((sleep_h + rng.uniform(-0.5, 0.5)) * 4)
+    nap = rng.randrange(52, 58) if rng.random() < 0.6 else None  # an afternoon nap of about 1.5 h
+    for s in range(wake, sleep):
+        if nap is not None and nap <= s < nap + 6:
+            continue
+        litres = 6.0 if rng.random() < 0.14 else 0.0  # a toilet flush every couple of hours
+        wh = 0.0
+        if s in (wake, wake + 1):
+            litres += rng.uniform(8, 15)  # washing
+            wh = 90.0  # the kettle
+        elif s in range(46, 49) or s in range(70, 73):  # lunch and dinner
+            litres += rng.uniform(3, 8)
+            wh = rng.choice([60.0, 120.0])
+        elif s >= sleep - 2:
+            litres += rng.uniform(8, 15)  # washing before bed
+        elif rng.random() < 0.1:
+            litres += 2.0
+        out[s] = (litres, wh)
+    if rng.random() < 0.6:  # a night-time toilet visit
+        out[rng.randrange(4, 20)] = (6.0, 0.0)
+    return out
+
+
+def series(days: int, seed: int = 1, stop_at: int | None = None) -> Iterator[Reading]:
+    """Water and power readings every 15 min; after `stop_at` (ms) nothing but standby."""
+    rng = random.Random(seed)
+    water, kwh = 12.0, 3000.0
+    for d in range(days):
+        for s, (litres, wh) in enumerate(day_profile(rng)):
+            ts = D0 + d * DAY + (s + 1) * STEP
+            if stop_at is not None and ts > stop_at:
+                litres, wh = 0.0, 0.0
+            water += litres / 1000
+            kwh += (25 + wh) / 1000  # 25 Wh of standby per 15 min (a fridge, a router)
+            yield reading("WM-1", DeviceType.WATER, Channel.DATA, ts, {"total_m3": round(water, 3)}, household=HH)
+            yield reading("PM-1", DeviceType.POWER, Channel.DATA, ts, {"total_kwh": round(kwh, 3)}, household=HH)
+
+
+def inactive(readings: Iterator[Reading], **over: object) -> list[Detection]:
+    st = LoneElderState()
+    c = ctx(topology=TOPO, **over)  # type: ignore[arg-type]
+    out: list[Detection] = []
+    for r in readings:
+        c.clock = r.ts
+        out += lone_elder_inactive(r, st, c) or []
+    return [d for d in out if d.kind is AlarmKind.LONE_ELDER_INACTIVE]
+
+
+def test_ordinary_weeks_raise_at_most_one_false_alert_per_100_elder_days() -> None:
+    raised = [d for seed in range(1, 6) for d in inactive(series(28, seed=seed)) if d.action.value == "raise"]
+    assert len(raised) <= 1, [(d.ts, d.evidence) for d in raised]
+
+
+def test_a_fall_in_the_afternoon_is_found_in_hours_not_twelve() -> None:
+    onset = D0 + 20 * DAY + 14 * HOUR + 10 * MIN
+    (d,) = inactive(series(22, stop_at=onset))
+    delay_h = (d.ts - onset) / HOUR
+    assert d.evidence["basis"] == "routine"
+    assert 1.0 <= delay_h <= 5.0, delay_h
+    assert d.subject_id == HH and d.evidence["quiet_since"] <= onset
+
+
+def test_a_fall_in_the_evening_is_found_the_next_morning_and_never_after_the_fixed_rule() -> None:
+    onset = D0 + 20 * DAY + 20 * HOUR + 5 * MIN
+    (d,) = inactive(series(22, stop_at=onset))
+    since = int(d.evidence["quiet_since"])  # type: ignore[call-overload]
+    assert d.ts - since <= 12 * HOUR
+    local = (d.ts + 8 * HOUR) % DAY / HOUR
+    assert 6.5 <= local <= 10.5, local  # after the usual waking time, well before noon
+
+
+def test_cold_start_uses_the_fixed_rule() -> None:
+    onset = D0 + 2 * DAY + 9 * HOUR
+    (d,) = inactive(series(4, stop_at=onset))
+    assert d.evidence["basis"] in ("fixed_rule", "fixed_rule_backstop")
+    assert d.evidence["days_of_routine"] < 7
+    assert (d.ts - int(d.evidence["quiet_since"])) / HOUR <= 12  # type: ignore[call-overload]
+
+
+def test_activity_clears_the_alarm() -> None:
+    onset = D0 + 20 * DAY + 14 * HOUR
+    st = LoneElderState()
+    c = ctx(topology=TOPO)
+    got = []
+    for r in series(22, stop_at=onset):
+        got += lone_elder_inactive(r, st, c) or []
+    water = reading("WM-1", DeviceType.WATER, Channel.DATA, D0 + 22 * DAY + STEP, {"total_m3": 99.0}, household=HH)
+    got += lone_elder_inactive(water, st, c) or []
+    assert [d.action.value for d in got if d.kind is AlarmKind.LONE_ELDER_INACTIVE] == ["raise", "clear"]
+
+
+def test_a_declared_absence_suppresses_and_the_quiet_counts_from_the_return() -> None:
+    leave = D0 + 20 * DAY + 9 * HOUR
+    back = D0 + 21 * DAY + 18 * HOUR
+    topo = topology((HH,))
+    topo.absences[HH] = [(leave, back)]
+    st = LoneElderState()
+    c = ctx(topology=topo)
+    got: list[Detection] = []
+    for r in series(23, stop_at=leave):  # gone, and nobody comes back to use water
+        got += lone_elder_inactive(r, st, c) or []
+    (d,) = [x for x in got if x.kind is AlarmKind.LONE_ELDER_INACTIVE]
+    assert d.ts > back and d.evidence["returned_from_declared_absence"] == back
+    assert d.evidence["quiet_since"] == back
+
+
+def test_more_than_two_cubic_metres_in_a_day_is_major_continuous_flow_once() -> None:
+    st = LoneElderState()
+    c = ctx(topology=TOPO)
+    got: list[Detection] = []
+    for i in range(40):
+        r = reading("WM-1", DeviceType.WATER, Channel.DATA, D0 + i * STEP, {"total_m3": 1.0 + i * 0.1}, household=HH)
+        got += lone_elder_inactive(r, st, c) or []
+    (d,) = [x for x in got if x.kind is AlarmKind.WATER_CONTINUOUS_FLOW]
+    assert d.severity.value == "major" and d.evidence["reason"] == "daily_volume"
+
+
+def test_only_lone_elder_households_keep_state_and_it_stays_small() -> None:
+    topo = topology((HH,))
+    topo.households["RJ-H000002"] = HouseholdInfo(3, frozenset())
+    proc = Processor(BULK_RULES, topology=topo)
+    part = PartitionState()
+    out: list[Detection] = []
+    for r in series(10):
+        proc.process(part, r, out)
+        proc.process(part, reading(r.device_id + "b", r.device_type, r.channel, r.ts, dict(r.values),
+                                   household="RJ-H000002"), out)
+    names = {k[0] for k in part.states}
+    keys = [k for k in part.states if k[0] == "household.lone_elder_inactive"]
+    assert "household.lone_elder_inactive" in names and keys == [("household.lone_elder_inactive", HH)]
+    size = len(pickle.dumps(part.states[keys[0]]))
+    assert size < 1024, size
