@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rules.group_rental import GroupRentalParams
 from whistle.domain import DeviceType
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class LoneElderParams(_Params):
         return self
 
 
-_MODELS: dict[str, type[_Params]] = {
+_MODELS: dict[str, type[BaseModel]] = {
     "smoke.fire": SmokeFireParams,
     "smoke.device": SmokeDeviceParams,
     "elevator": ElevatorParams,
@@ -164,6 +165,7 @@ _MODELS: dict[str, type[_Params]] = {
     "device.offline": OfflineParams,
     "water.continuous_flow": ContinuousFlowParams,
     "household.lone_elder_inactive": LoneElderParams,
+    "household.group_rental_suspected": GroupRentalParams,
 }
 RULE_NAMES = tuple(_MODELS)
 
@@ -179,6 +181,7 @@ class RuleParams:
     offline: OfflineParams
     continuous_flow: ContinuousFlowParams
     lone_elder: LoneElderParams
+    group_rental: GroupRentalParams
 
 
 class ConfigError(ValueError):
@@ -290,6 +293,7 @@ class RuleConfig:
             offline=OfflineParams.model_validate(merged["device.offline"]),
             continuous_flow=ContinuousFlowParams.model_validate(merged["water.continuous_flow"]),
             lone_elder=LoneElderParams.model_validate(merged["household.lone_elder_inactive"]),
+            group_rental=GroupRentalParams.model_validate(merged["household.group_rental_suspected"]),
         )
         self._cache[key] = built
         return built

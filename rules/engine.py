@@ -32,6 +32,7 @@ from pathlib import Path
 
 from rules.catalog import BULK_RULES, PRIORITY_RULES
 from rules.config import ConfigWatcher
+from rules.household_job import HouseholdJob
 from rules.processor import PartitionState, Processor, Rule
 from rules.topology import Topology, load_topology
 from whistle.bus import TOPIC_DETECTIONS, TOPIC_PRIORITY, TOPIC_READINGS, Bus, Consumer, TopicPartition
@@ -142,6 +143,7 @@ class RuleEngine:
         snapshot_interval_s: float = 5.0,
         topology_refresh_s: float = 60.0,
         lanes: dict[str, Sequence[Rule]] | None = None,
+        daily_jobs: bool = True,
     ) -> None:
         self.bus = bus
         self.db = db
@@ -153,6 +155,9 @@ class RuleEngine:
         self.watcher = ConfigWatcher(rules_file)
         self.topology = Topology()
         spec = lanes if lanes is not None else {TOPIC_PRIORITY: PRIORITY_RULES, TOPIC_READINGS: BULK_RULES}
+        self.household_job = (
+            HouseholdJob(db, bus, self.watcher.config.params().group_rental) if db is not None and daily_jobs else None
+        )
         # One consumer group per lane: a rebalance of the bulk lane never pauses the priority lane.
         self.lanes = {
             topic: Lane(topic, f"{group}.{topic}", rules, self.watcher, self.topology) for topic, rules in spec.items()
@@ -269,12 +274,25 @@ class RuleEngine:
         finally:
             await consumer.stop()
 
+    def owns_daily_jobs(self) -> bool:
+        """The worker holding partition 0 of the bulk lane runs the daily household job (one per group)."""
+        lane = self.lanes.get(TOPIC_READINGS)
+        return lane is not None and 0 in lane.parts
+
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         last_topology = time.monotonic()
+        last_job = float("-inf")
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
             self.poll_config()
+            if self.household_job is not None and time.monotonic() - last_job >= 300 and self.owns_daily_jobs():
+                last_job = time.monotonic()
+                self.household_job.params = self.watcher.config.params().group_rental
+                try:
+                    await self.household_job.tick()
+                except Exception:
+                    log.exception("the daily household job failed; it runs again in 5 minutes")
             if time.monotonic() - last_topology >= self.topology_refresh_s:
                 try:
                     await self.refresh_topology()

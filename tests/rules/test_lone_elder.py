@@ -150,8 +150,11 @@ def test_only_lone_elder_households_keep_state_and_it_stays_small() -> None:
     out: list[Detection] = []
     for r in series(10):
         proc.process(part, r, out)
-        proc.process(part, reading(r.device_id + "b", r.device_type, r.channel, r.ts, dict(r.values),
-                                   household="RJ-H000002"), out)
+        proc.process(
+            part,
+            reading(r.device_id + "b", r.device_type, r.channel, r.ts, dict(r.values), household="RJ-H000002"),
+            out,
+        )
     names = {k[0] for k in part.states}
     keys = [k for k in part.states if k[0] == "household.lone_elder_inactive"]
     assert "household.lone_elder_inactive" in names and keys == [("household.lone_elder_inactive", HH)]
