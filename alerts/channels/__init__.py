@@ -1,3 +1,54 @@
 """Notification channels: SMS (Alibaba Cloud, Tencent Cloud), Web Push, DingTalk and WeCom group
-robots, a signed webhook, and the live feed. See docs/NOTIFICATIONS.md.
+robots, a signed webhook, and the live feed; and the dispatcher that retries, fails over,
+rate-limits and defers. See docs/NOTIFICATIONS.md.
 """
+
+from alerts.channels.base import (
+    Attempt,
+    Channel,
+    ChannelNotStarted,
+    ManagedChannel,
+    Notification,
+    PushSubscription,
+    Recipient,
+    mask_name,
+    mask_phone,
+)
+from alerts.channels.delivery import (
+    Delivery,
+    DeliveryPolicy,
+    DeliveryStatus,
+    Dispatcher,
+    MemorySentLog,
+    QuietHours,
+    RateLimit,
+    SentLog,
+)
+from alerts.channels.live import Subscription, WebSocketChannel
+from alerts.channels.registry import build_channels, open_channels
+from alerts.channels.settings import ChannelSettings
+
+__all__ = [
+    "Attempt",
+    "Channel",
+    "ChannelNotStarted",
+    "ChannelSettings",
+    "Delivery",
+    "DeliveryPolicy",
+    "DeliveryStatus",
+    "Dispatcher",
+    "ManagedChannel",
+    "MemorySentLog",
+    "Notification",
+    "PushSubscription",
+    "QuietHours",
+    "RateLimit",
+    "Recipient",
+    "SentLog",
+    "Subscription",
+    "WebSocketChannel",
+    "build_channels",
+    "mask_name",
+    "mask_phone",
+    "open_channels",
+]
