@@ -26,9 +26,9 @@ from api.schemas import (
     UsageRead,
 )
 from collectors import queries as collector_queries
+from rules import households as households_repo
 from whistle import __version__
 from whistle.domain import AlarmKind, AlarmStatus, TicketStatus
-from rules import households as households_repo
 from whistle.registry import RegistryError, import_registry, parse_registry
 
 router = APIRouter(prefix="/api/v1")

@@ -53,12 +53,11 @@ def series(days: int, seed: int = 1, stop_at: int | None = None) -> Iterator[Rea
     rng = random.Random(seed)
     water, kwh = 12.0, 3000.0
     for d in range(days):
-        for s, (litres, wh) in enumerate(day_profile(rng)):
+        for s, (drawn, used) in enumerate(day_profile(rng)):
             ts = D0 + d * DAY + (s + 1) * STEP
-            if stop_at is not None and ts > stop_at:
-                litres, wh = 0.0, 0.0
-            water += litres / 1000
-            kwh += (25 + wh) / 1000  # 25 Wh of standby per 15 min (a fridge, a router)
+            stopped = stop_at is not None and ts > stop_at
+            water += 0.0 if stopped else drawn / 1000
+            kwh += (25 + (0.0 if stopped else used)) / 1000  # 25 Wh of standby per 15 min (a fridge, a router)
             yield reading("WM-1", DeviceType.WATER, Channel.DATA, ts, {"total_m3": round(water, 3)}, household=HH)
             yield reading("PM-1", DeviceType.POWER, Channel.DATA, ts, {"total_kwh": round(kwh, 3)}, household=HH)
 
