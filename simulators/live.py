@@ -1,9 +1,21 @@
-"""Live device traffic for a generated district, published over MQTT at QoS 1.
+"""Publishing a simulation: paced live (demo and `whistle simulate --speed`) or as fast as the broker takes it.
 
-Event times are wall-clock time, so every message is within the contract's bounds; `speed`
-multiplies how often things happen (a meter's 15-minute reading comes every 15/speed
-minutes, incidents `speed` times as often). Smoke incidents alternate between nuisance
-alarms that clear within a minute and fires confirmed by a second detector.
+The messages come from `stream.Simulation` in send order; this module only decides *when* each
+goes out and over which connection:
+
+- live: a `LiveClock` runs simulated time at `speed` simulated seconds per real second from
+  the run's start, and never ahead of the wall clock once it has caught up with it, so no
+  message ever carries a future timestamp (the collector refuses those). The demo starts its
+  street an hour of real time (at the chosen speed) in the past, so the clock catches up with
+  the present as the hour ends and then runs in real time.
+- backfill: everything as fast as the broker acknowledges it, in send order.
+
+The demo also runs a `SmokeDrill`: every `--incident-every` real seconds a smoke incident in a
+random building, alternately a nuisance alarm that clears within a minute or a fire confirmed
+by a second detector, so the screen always has something happening.
+
+`Publisher` (paho-mqtt, QoS 1, its own network thread) serves the demo, whose embedded broker
+runs in the same event loop; `simulate` uses `wire.WireClient` (blocking, pre-encoded packets).
 """
 
 from __future__ import annotations
@@ -12,22 +24,29 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
-from collections.abc import Callable
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.mqtt import MqttEndpoint
+from simulators.district import District
+from simulators.scenario import FIRE, NUISANCE_COOKING, topic
+from simulators.stream import Message, Simulation
+from simulators.timebase import ANCHOR_MS
+from simulators.wire import WireClient
 from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
-METER_INTERVAL_S = 900.0
-HEARTBEAT_INTERVAL_S = 3600.0
+DRILL_STREAM = 50
 
 
 class Publisher:
@@ -93,94 +112,303 @@ class Publisher:
         await asyncio.to_thread(self._client.loop_stop)
 
 
-@dataclass
+def live_start(now: int, speed: float, *, span_real_s: float | None, max_back_days: float = 40.0) -> int:
+    """Default start of a live run: early enough that, at `speed`, the simulated clock reaches the
+    present when `span_real_s` of real time has passed (never more than `max_back_days` back)."""
+    if span_real_s is None or speed <= 1.0:
+        return now - now % 60_000
+    back = min(span_real_s * (speed - 1.0) * 1000.0, max_back_days * 86_400_000)
+    start = now - int(back)
+    return start - start % 60_000
+
+
+class LiveClock:
+    """Simulated time: `speed` simulated seconds per real second from `start_ms`, capped at the wall
+    clock once it catches up with it (when it started in the past)."""
+
+    def __init__(
+        self,
+        start_ms: int,
+        speed: float,
+        *,
+        wall_ms: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.start_ms = start_ms
+        self.speed = speed
+        self._mono = monotonic
+        self._m0 = monotonic()
+        self._w0 = wall_ms()
+        self.capped = start_ms <= self._w0
+
+    def elapsed(self) -> float:
+        return self._mono() - self._m0
+
+    def now(self) -> int:
+        t = self.elapsed()
+        sim = self.start_ms + int(t * self.speed * 1000)
+        return min(sim, self._w0 + int(t * 1000)) if self.capped else sim
+
+    def seconds_until(self, sim_ms: int) -> float:
+        """Real seconds until the simulated clock reaches `sim_ms`."""
+        t = (sim_ms - self.start_ms) / (self.speed * 1000)
+        if self.capped:
+            t = max(t, (sim_ms - self._w0) / 1000)
+        return max(0.0, t - self.elapsed())
+
+
+@dataclass(slots=True)
 class LiveStats:
     messages: int = 0
     fires: int = 0
     nuisances: int = 0
+    sim_ms: int = 0
     incidents: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class _Meter:
-    device_id: str
-    kind: str
-    total: float
-    next_at: float
-    seq: int = 0
+class SmokeDrill:
+    """The demo's smoke incidents, every `every_s` real seconds: a nuisance alarm that clears within
+    a minute, or a fire (a second detector of the building confirms it) — at random, half each."""
+
+    def __init__(self, district: District, seed: int, every_s: float) -> None:
+        self.every_s = every_s
+        self.rng = np.random.default_rng([seed, DRILL_STREAM])
+        self.by_building: dict[str, list[str]] = {}
+        for i, b in zip(district.smoke.ids, district.smoke.building.tolist(), strict=True):
+            self.by_building.setdefault(district.building_ids[b], []).append(i)
+        self.buildings = sorted(self.by_building)
+        self.next_at = min(3.0, every_s)
+
+    def due(self, real_elapsed: float, sim_now: int) -> tuple[list[Message], dict[str, Any] | None]:
+        """The messages of an incident starting now (if one is due), and its truth record."""
+        if not self.buildings or real_elapsed < self.next_at:
+            return [], None
+        self.next_at = real_elapsed + self.every_s
+        b = self.buildings[int(self.rng.integers(0, len(self.buildings)))]
+        first, *others = self.by_building[b]
+        fire = bool(others) and bool(self.rng.random() < 0.5)
+        msgs = [_event(sim_now, first, {"event": "alarm", "obscuration_db_m": 3.5 if fire else 1.2})]
+        if fire:
+            t2 = sim_now + int(self.rng.uniform(20, 90) * 1000)
+            msgs.append(_event(t2, others[0], {"event": "alarm", "obscuration_db_m": 5.0}))
+            end = None
+        else:
+            t2 = sim_now + int(self.rng.uniform(15, 50) * 1000)
+            msgs.append(_event(t2, first, {"event": "alarm_clear"}))
+            end = t2
+        incident = {
+            "kind": FIRE if fire else NUISANCE_COOKING,
+            "subject_type": "building" if fire else "device",
+            "subject_ids": [b] if fire else [first],
+            "start": sim_now,
+            "end": end,
+            "confounder": not fire,
+            "could_be_mistaken_for": [] if fire else [FIRE],
+            "details": {"drill": True, "detectors": [first, others[0]] if fire else [first], "building_id": b},
+        }
+        return msgs, incident
+
+
+def _event(ts: int, device: str, fields: dict[str, Any]) -> Message:
+    doc = {"ts": ts, "seq": ts - ANCHOR_MS, **fields}
+    return Message(ts, topic("smoke", device, "event"), json.dumps(doc, separators=(",", ":")).encode())
+
+
+def _take(it: Iterator[Message], n: int) -> list[Message]:
+    out: list[Message] = []
+    for m in it:
+        out.append(m)
+        if len(out) >= n:
+            break
+    return out
 
 
 async def run_live(
-    registry: dict[str, Any],
+    sim: Simulation,
     publisher: Publisher,
     stop: asyncio.Event,
     *,
     speed: float = 60.0,
-    incident_every_s: float = 20.0,
-    seed: int = 1,
+    incident_every_s: float | None = 20.0,
     duration_s: float | None = None,
     on_incident: Callable[[dict[str, Any]], None] | None = None,
 ) -> LiveStats:
-    """Publish until `stop` is set or `duration_s` has passed."""
-    rng = random.Random(seed)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    """Publish `sim` paced by a `LiveClock` (and the smoke drill) until `stop`, `duration_s` or its end."""
+    clock = LiveClock(sim.start_ms, speed)
+    drill = SmokeDrill(sim.district, sim.seed, incident_every_s) if incident_every_s else None
     stats = LiveStats()
-    meters = [
-        _Meter(d["id"], d["type"], rng.uniform(10, 500), t0 + rng.uniform(0, METER_INTERVAL_S / speed))
-        for d in registry["devices"]
-        if d["type"] in ("water", "power")
-    ]
-    smoke_by_building: dict[str, list[str]] = {}
-    for d in registry["devices"]:
-        if d["type"] == "smoke":
-            smoke_by_building.setdefault(d["building_id"], []).append(d["id"])
-    buildings = sorted(smoke_by_building)
-    next_incident = t0 + min(3.0, incident_every_s)
-    pending: list[tuple[float, str, dict[str, Any]]] = []
-    next_heartbeat = t0
+    it = sim.messages()
+    queue: deque[Message] = deque()
+    extra: list[Message] = []  # drill follow-ups waiting for their time
+    exhausted = False
     while not stop.is_set():
-        now = loop.time()
-        if duration_s is not None and now - t0 >= duration_s:
+        if duration_s is not None and clock.elapsed() >= duration_s:
             break
-        ts = now_ms()
-        for m in meters:
-            if now >= m.next_at:
-                m.seq += 1
-                if m.kind == "water":
-                    m.total += rng.uniform(0.0, 0.02)
-                    payload = {"ts": ts, "seq": m.seq, "total_m3": round(m.total, 4)}
-                else:
-                    m.total += rng.uniform(0.0, 0.3)
-                    payload = {"ts": ts, "seq": m.seq, "total_kwh": round(m.total, 3)}
-                publisher.publish(f"whistle/v1/{m.kind}/{m.device_id}/data", payload)
-                m.next_at = now + METER_INTERVAL_S / speed
-        if now >= next_heartbeat:
-            for detectors in smoke_by_building.values():
-                for dev in detectors:
-                    publisher.publish(f"whistle/v1/smoke/{dev}/status", {"ts": ts, "battery_pct": 90})
-            next_heartbeat = now + HEARTBEAT_INTERVAL_S / speed
-        if buildings and now >= next_incident:
-            b = rng.choice(buildings)
-            first, *others = smoke_by_building[b]
-            fire = bool(others) and rng.random() < 0.5
-            incident = {"kind": "smoke.fire" if fire else "smoke.nuisance", "building_id": b, "ts": ts}
-            stats.incidents.append(incident)
-            if on_incident:
-                on_incident(incident)
-            publisher.publish(f"whistle/v1/smoke/{first}/event", {"ts": ts, "event": "alarm"})
-            if fire:
-                stats.fires += 1
-                pending.append((now + 8.0, f"whistle/v1/smoke/{others[0]}/event", {"event": "alarm"}))
-            else:
-                stats.nuisances += 1
-                pending.append((now + 20.0, f"whistle/v1/smoke/{first}/event", {"event": "alarm_clear"}))
-            next_incident = now + incident_every_s
-        due = [p for p in pending if p[0] <= now]
-        for p in due:
-            pending.remove(p)
-            publisher.publish(p[1], {"ts": now_ms(), **p[2]})
-        stats.messages = publisher.sent
+        now = clock.now()
+        stats.sim_ms = now
+        if not queue and not exhausted:
+            chunk = await asyncio.to_thread(_take, it, 2000)
+            exhausted = not chunk
+            queue.extend(chunk)
+        if exhausted and not queue and not extra:
+            break
+        if drill:
+            msgs, incident = drill.due(clock.elapsed(), now)
+            if incident:
+                stats.incidents.append(incident)
+                stats.fires += incident["kind"] == FIRE
+                stats.nuisances += incident["kind"] != FIRE
+                if on_incident:
+                    on_incident(incident)
+            extra.extend(msgs)
+        for m in [m for m in extra if m.send_ms <= now]:
+            extra.remove(m)
+            await publisher.send(m.topic, m.payload)
+            stats.messages += 1
+        sent = 0
+        while queue and queue[0].send_ms <= now and sent < 5000:
+            m = queue.popleft()
+            await publisher.send(m.topic, m.payload)
+            stats.messages += 1
+            sent += 1
+        if sent >= 5000:
+            await asyncio.sleep(0)
+            continue
+        wait = 0.2
+        if queue:
+            wait = min(wait, clock.seconds_until(queue[0].send_ms))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+            await asyncio.wait_for(stop.wait(), max(0.005, wait))
     return stats
+
+
+# Synchronous publishing over raw sockets (`whistle simulate`) ------------------------------------
+
+
+@dataclass(slots=True)
+class PublishReport:
+    messages: int = 0
+    acked: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    last_send_ms: int | None = None
+    drill: int = 0
+
+    @property
+    def msg_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "acked": self.acked,
+            "seconds": round(self.seconds, 2),
+            "msg_per_s": round(self.msg_per_s),
+            "cpu_s": round(self.cpu_s, 2),
+            "last_send_ms": self.last_send_ms,
+            "drill_incidents": self.drill,
+        }
+
+
+def connect_all(endpoint: MqttEndpoint, client_id: str, connections: int, qos: int) -> list[WireClient]:
+    clients = [
+        WireClient(
+            endpoint.host,
+            endpoint.port,
+            f"{client_id}-{i}",
+            username=endpoint.username,
+            password=endpoint.password,
+            qos=qos,
+        )
+        for i in range(connections)
+    ]
+    for c in clients:
+        c.connect()
+    return clients
+
+
+def publish(
+    sim: Simulation,
+    clients: list[WireClient],
+    *,
+    clock: LiveClock | None,
+    should_stop: Callable[[], bool],
+    duration_s: float | None = None,
+    drill: SmokeDrill | None = None,
+    on_incident: Callable[[dict[str, Any]], None] | None = None,
+    chunk: int = 500,
+) -> PublishReport:
+    """Publish a simulation: paced by `clock`, or (None) as fast as the broker acknowledges.
+
+    Messages go out over `clients` in send order; a device's messages always use the same
+    connection, so each device's stream stays in order at the broker.
+    """
+    report = PublishReport()
+    t0 = time.monotonic()
+    cpu0 = time.process_time()
+    pending: list[list[tuple[str, bytes]]] = [[] for _ in clients]
+    route: dict[str, int] = {}
+    n_c = len(clients)
+
+    def flush(i: int) -> None:
+        if pending[i]:
+            clients[i].publish_many(pending[i])
+            pending[i] = []
+
+    def put(m: Message) -> None:
+        i = route.get(m.topic)
+        if i is None:
+            i = route.setdefault(m.topic, zlib.crc32(m.topic.split("/")[3].encode()) % n_c)
+        pending[i].append((m.topic, m.payload))
+        report.messages += 1
+        report.last_send_ms = m.send_ms
+        if len(pending[i]) >= chunk:
+            flush(i)
+
+    extra: list[Message] = []
+
+    def stopped() -> bool:
+        return should_stop() or (duration_s is not None and time.monotonic() - t0 >= duration_s)
+
+    def tick() -> None:
+        assert clock is not None
+        if drill:
+            msgs, incident = drill.due(clock.elapsed(), clock.now())
+            if incident:
+                report.drill += 1
+                if on_incident:
+                    on_incident(incident)
+            extra.extend(msgs)
+        if extra:
+            now = clock.now()
+            for e in [e for e in extra if e.send_ms <= now]:
+                extra.remove(e)
+                put(e)
+
+    def wait_until(send_ms: int) -> bool:
+        assert clock is not None
+        tick()
+        while clock.now() < send_ms:
+            for i in range(n_c):
+                flush(i)
+                clients[i].ping_if_idle()
+            if stopped():
+                return False
+            time.sleep(min(0.2, max(0.001, clock.seconds_until(send_ms))))
+            tick()
+        return True
+
+    for m in sim.messages():
+        if stopped() or (clock is not None and not wait_until(m.send_ms)):
+            break
+        put(m)
+    for i in range(n_c):
+        flush(i)
+    for c in clients:
+        c.drain(timeout=60)
+        report.acked += c.stats.acked
+    report.seconds = time.monotonic() - t0
+    report.cpu_s = time.process_time() - cpu0
+    return report

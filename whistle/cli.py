@@ -9,7 +9,7 @@ import logging
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from whistle.settings import Settings, SettingsError
 
@@ -42,10 +42,12 @@ def _banner(settings: Settings, mqtt_url: str | None) -> None:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from simulators.district import generate
-    from simulators.live import Publisher, run_live
+    from simulators.district import build_district
+    from simulators.live import Publisher, live_start, run_live
+    from simulators.stream import Simulation
     from whistle.registry import import_registry, parse_registry
     from whistle.runtime import ROLES, Runtime, install_signal_handlers, run
+    from whistle.timeutil import format_ms, now_ms
 
     settings = Settings(demo=True)
     stop = asyncio.Event()
@@ -54,20 +56,24 @@ async def _demo(args: argparse.Namespace) -> int:
     publishers: list[Publisher] = []
 
     async def ready(rt: Runtime) -> None:
-        doc = generate(args.households, seed=args.seed)
+        district = build_district(args.households, seed=args.seed)
+        doc = district.registry
         counts = await import_registry(rt.db, parse_registry(doc))
         assert rt.collector is not None and rt.mqtt_url is not None
         await rt.collector.directory.load()
         log.info("demo district imported: %s", counts)
         from collectors.mqtt import MqttEndpoint
 
+        # The street starts in the past so that, at --speed, its clock reaches the present when
+        # the demo ends (or after an hour), and then follows the wall clock.
+        start = live_start(now_ms(), args.speed, span_real_s=args.duration or 3600.0)
+        sim = Simulation(district, start_ms=start, end_ms=None, seed=args.seed)
+        log.info("simulated street clock starts at %s, x%g", format_ms(start), args.speed)
         pub = Publisher(MqttEndpoint.parse(rt.mqtt_url), "whistle-demo-simulator")
         await pub.start()
         publishers.append(pub)
         sim_tasks.append(
-            asyncio.create_task(
-                run_live(doc, pub, stop, speed=args.speed, incident_every_s=args.incident_every, seed=args.seed)
-            )
+            asyncio.create_task(run_live(sim, pub, stop, speed=args.speed, incident_every_s=args.incident_every))
         )
         _banner(settings, rt.mqtt_url)
         if args.duration:
@@ -125,59 +131,14 @@ async def _registry_import(data: bytes) -> int:
     return 0
 
 
-async def _simulate(args: argparse.Namespace, doc: dict[str, Any], truth: TextIO | None) -> int:
-    from collectors.mqtt import MqttEndpoint
-    from simulators.live import Publisher, run_live
-    from whistle.runtime import install_signal_handlers
-
-    settings = Settings()
-    assert settings.mqtt_url is not None
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    pub = Publisher(MqttEndpoint.parse(settings.mqtt_url), f"whistle-simulator-{args.seed}")
-    await pub.start()
-
-    def record(incident: dict[str, Any]) -> None:
-        if truth:
-            truth.write(json.dumps(incident, ensure_ascii=False) + "\n")
-            truth.flush()
+def _simulate_command(args: argparse.Namespace) -> int:
+    from simulators.simulate import SimulateError, run_simulate
 
     try:
-        stats = await run_live(
-            doc,
-            pub,
-            stop,
-            speed=args.speed,
-            incident_every_s=args.incident_every,
-            seed=args.seed,
-            duration_s=args.duration,
-            on_incident=record,
-        )
-    finally:
-        await pub.stop()
-    print(json.dumps({"messages": stats.messages, "fires": stats.fires, "nuisances": stats.nuisances}))
-    return 0
-
-
-def _simulate_command(args: argparse.Namespace) -> int:
-    from simulators.district import generate
-
-    doc = generate(args.households, seed=args.seed)
-    if args.registry_out:
-        Path(args.registry_out).write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
-        print(f"registry written to {args.registry_out}", file=sys.stderr)
-    if not Settings().mqtt_url:
-        if args.registry_out:
-            return 0
-        print(
-            "whistle: WHISTLE_MQTT_URL is not set: nowhere to publish (--registry-out alone only writes the registry)",
-            file=sys.stderr,
-        )
+        return run_simulate(args, Settings().mqtt_url)
+    except SimulateError as exc:
+        print(f"whistle: {exc}", file=sys.stderr)
         return 2
-    if not args.truth_out:
-        return asyncio.run(_simulate(args, doc, None))
-    with Path(args.truth_out).open("a", encoding="utf-8") as truth:
-        return asyncio.run(_simulate(args, doc, truth))
 
 
 def _rules_check(path: Path) -> int:
@@ -221,14 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules_sub.add_parser("check", help="validate a rule configuration file and print its effective defaults")
     check.add_argument("file", type=Path)
 
-    sim = sub.add_parser("simulate", help="publish a generated district's traffic to WHISTLE_MQTT_URL")
-    sim.add_argument("--households", type=int, default=200)
-    sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--registry-out", default=None)
-    sim.add_argument("--truth-out", default=None, help="append injected incidents as JSON lines")
-    sim.add_argument("--speed", type=float, default=60.0)
-    sim.add_argument("--duration", type=float, default=None)
-    sim.add_argument("--incident-every", type=float, default=20.0)
+    sim = sub.add_parser(
+        "simulate",
+        help="a generated district: write its registry and ground truth, publish its traffic to WHISTLE_MQTT_URL",
+    )
+    from simulators.simulate import add_arguments
+
+    add_arguments(sim)
     return p
 
 
