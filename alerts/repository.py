@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 
-from alerts.routing import Candidate
+from alerts.routing import Candidate, Duty, Shift
 from whistle.domain import (
     Alarm,
     AlarmKind,
@@ -134,20 +134,40 @@ async def routing_candidates(conn: Conn, grid_id: str | None) -> tuple[list[str]
         )
         chain = [r[0] for r in await cur.fetchall()]
     cur = await conn.execute(
-        "SELECT id, grid_id, role FROM workers WHERE grid_id = ANY(%s) OR role = 'street_center'", (chain,)
+        "SELECT id, grid_id, role FROM workers WHERE grid_id = ANY(%s) OR grid_id IS NULL OR role = 'street_center'",
+        (chain,),
     )
     workers = [Candidate(r[0], r[1], WorkerRole(r[2])) for r in await cur.fetchall()]
     return chain, workers
 
 
 async def insert_ticket(
-    conn: Conn, *, alarm: Alarm | Detection, alarm_id: str, severity: Severity, assignee_id: str | None, now: int
+    conn: Conn,
+    *,
+    alarm: Alarm | Detection,
+    alarm_id: str,
+    severity: Severity,
+    assignee_id: str | None,
+    now: int,
+    policy: Mapping[str, Any] | None = None,
 ) -> str:
     ticket_id = str(uuid.uuid4())
     await conn.execute(
-        "INSERT INTO tickets (id, kind, severity, grid_id, assignee_id, status, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, 'dispatched', %s)",
-        (ticket_id, alarm.kind.value, severity.value, alarm.grid_id, assignee_id, to_datetime(now)),
+        "INSERT INTO tickets (id, kind, severity, grid_id, assignee_id, status, created_at, policy, "
+        "escalation_base_at, household_id, building_id) "
+        "VALUES (%s, %s, %s, %s, %s, 'dispatched', %s, %s, %s, %s, %s)",
+        (
+            ticket_id,
+            alarm.kind.value,
+            severity.value,
+            alarm.grid_id,
+            assignee_id,
+            to_datetime(now),
+            Jsonb(dict(policy or {})),
+            to_datetime(now),
+            alarm.household_id,
+            alarm.building_id,
+        ),
     )
     await conn.execute("INSERT INTO ticket_alarms (ticket_id, alarm_id) VALUES (%s, %s)", (ticket_id, alarm_id))
     return ticket_id
@@ -291,3 +311,218 @@ async def list_tickets(
             }
         )
     return items, nxt
+
+
+# Dispatch: rosters, recipients, silences, grouping, the outbox ----------------------------------
+
+
+async def shifts_of(conn: Conn, grid_ids: Sequence[str]) -> list[Shift]:
+    cur = await conn.execute(
+        "SELECT worker_id, grid_id, weekday, starts, ends, duty FROM duty_shifts WHERE grid_id = ANY(%s)",
+        (list(grid_ids),),
+    )
+    return [Shift(r[0], r[1], r[2], r[3], r[4], Duty(r[5])) for r in await cur.fetchall()]
+
+
+async def replace_roster(conn: Conn, grid_id: str, shifts: Sequence[Shift], *, actor: str) -> None:
+    """Replace a grid's duty roster (one transaction: the old shifts go, the new ones come)."""
+    await conn.execute("DELETE FROM duty_shifts WHERE grid_id = %s", (grid_id,))
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO duty_shifts (grid_id, worker_id, weekday, starts, ends, duty, updated_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(grid_id, s.worker_id, s.weekday, s.starts, s.ends, s.duty.value, actor) for s in shifts],
+        )
+
+
+async def exists(conn: Conn, table: str, row_id: str) -> bool:
+    assert table in ("grids", "workers", "buildings", "devices", "households")
+    cur = await conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
+    return await cur.fetchone() is not None
+
+
+async def contacts_of(conn: Conn, household_id: str | None) -> list[dict[str, Any]]:
+    if household_id is None:
+        return []
+    cur = await conn.execute("SELECT contacts FROM households WHERE id = %s", (household_id,))
+    row = await cur.fetchone()
+    return [c for c in (row[0] if row else []) if isinstance(c, dict) and c.get("phone")]
+
+
+async def recipients(conn: Conn, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Name and phone of each recipient id: workers, and households' contacts (contact:<household>:<n>)."""
+    out: dict[str, dict[str, Any]] = {}
+    workers = [i for i in ids if not i.startswith("contact:")]
+    if workers:
+        cur = await conn.execute("SELECT id, name, phone FROM workers WHERE id = ANY(%s)", (workers,))
+        for r in await cur.fetchall():
+            out[r[0]] = {"id": r[0], "name": r[1], "phone": r[2], "type": "worker"}
+    for rid in ids:
+        if rid.startswith("contact:"):
+            _, household, index = rid.split(":")
+            contacts = await contacts_of(conn, household)
+            if int(index) < len(contacts):
+                c = contacts[int(index)]
+                out[rid] = {"id": rid, "name": c.get("name", ""), "phone": c.get("phone"), "type": "contact"}
+    return out
+
+
+async def place_of(conn: Conn, building_id: str | None, household_id: str | None) -> str:
+    """A human-readable place: the building's address and the household's unit."""
+    if building_id is None and household_id is None:
+        return ""
+    cur = await conn.execute(
+        "SELECT b.address, h.unit FROM buildings b LEFT JOIN households h ON h.id = %s AND h.building_id = b.id "
+        "WHERE b.id = COALESCE(%s, (SELECT building_id FROM households WHERE id = %s))",
+        (household_id, building_id, household_id),
+    )
+    row = await cur.fetchone()
+    return " ".join(p for p in (row or ()) if p)
+
+
+async def active_silence(
+    conn: Conn, *, kind: str, devices: Sequence[str], building_id: str | None, grids: Sequence[str], at: int
+) -> int | None:
+    """The id of a silence or maintenance window covering an alarm at `at`, if any."""
+    cur = await conn.execute(
+        "SELECT id FROM silences WHERE starts_at <= %s AND ends_at > %s AND (kinds IS NULL OR %s = ANY(kinds)) "
+        "AND ((scope_type = 'device' AND scope_id = ANY(%s)) OR (scope_type = 'building' AND scope_id = %s) "
+        "OR (scope_type = 'grid' AND scope_id = ANY(%s))) ORDER BY id LIMIT 1",
+        (to_datetime(at), to_datetime(at), kind, list(devices), building_id, list(grids)),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def set_alarm_silence(conn: Conn, alarm_id: str, silence_id: int | None) -> None:
+    await conn.execute("UPDATE alarms SET silence_id = %s WHERE id = %s", (silence_id, alarm_id))
+
+
+async def alarm_silence(conn: Conn, alarm_id: str) -> int | None:
+    cur = await conn.execute("SELECT silence_id FROM alarms WHERE id = %s", (alarm_id,))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def insert_silence(
+    conn: Conn,
+    *,
+    scope_type: str,
+    scope_id: str,
+    kinds: Sequence[str] | None,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    actor: str,
+) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO silences (scope_type, scope_id, kinds, starts_at, ends_at, reason, created_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            (scope_type, scope_id, list(kinds) if kinds else None, starts_at, ends_at, reason, actor),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def list_silences(conn: Conn, *, active_at: datetime | None) -> list[dict[str, Any]]:
+    where, args = ("WHERE ends_at > %s", (active_at,)) if active_at else ("", ())
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT * FROM silences {where} ORDER BY starts_at DESC, id DESC LIMIT 1000", args)
+        return await cur.fetchall()
+
+
+async def end_silence(conn: Conn, silence_id: int, at: datetime) -> bool:
+    """End a silence now (it stays on record)."""
+    cur = await conn.execute(
+        "UPDATE silences SET ends_at = GREATEST(starts_at + interval '1 millisecond', LEAST(ends_at, %s)) "
+        "WHERE id = %s RETURNING id",
+        (at, silence_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def open_ticket_of_group(conn: Conn, kinds: Sequence[str], column: str, value: str) -> str | None:
+    """An unresolved ticket holding an open alarm of one of `kinds` on the same household or building."""
+    assert column in ("household_id", "building_id")
+    cur = await conn.execute(
+        "SELECT ta.ticket_id FROM alarms a JOIN ticket_alarms ta ON ta.alarm_id = a.id "
+        "JOIN tickets t ON t.id = ta.ticket_id "
+        f"WHERE a.{column} = %s AND a.kind = ANY(%s) AND a.status <> 'cleared' "
+        "AND t.status NOT IN ('resolved', 'closed') ORDER BY t.created_at LIMIT 1 FOR UPDATE OF t",
+        (value, list(kinds)),
+    )
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def attach_alarm(conn: Conn, ticket_id: str, alarm_id: str) -> None:
+    await conn.execute("INSERT INTO ticket_alarms (ticket_id, alarm_id) VALUES (%s, %s)", (ticket_id, alarm_id))
+
+
+async def has_open_alarms(conn: Conn, ticket_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id "
+        "WHERE ta.ticket_id = %s AND a.status <> 'cleared' LIMIT 1",
+        (ticket_id,),
+    )
+    return await cur.fetchone() is not None
+
+
+async def acknowledge_alarms(conn: Conn, ticket_id: str) -> None:
+    await conn.execute(
+        "UPDATE alarms SET status = 'acknowledged' WHERE status = 'active' "
+        "AND id IN (SELECT alarm_id FROM ticket_alarms WHERE ticket_id = %s)",
+        (ticket_id,),
+    )
+
+
+async def update_ticket(conn: Conn, ticket_id: str, **columns: Any) -> None:
+    sets = ", ".join(f"{c} = %s" for c in columns)
+    await conn.execute(f"UPDATE tickets SET {sets} WHERE id = %s", (*columns.values(), ticket_id))
+
+
+async def insert_notification(
+    conn: Conn,
+    *,
+    dedup_key: str,
+    ticket_id: str,
+    recipient_id: str,
+    profile: str,
+    body: Mapping[str, Any],
+    priority: int,
+    cancel_on: str,
+    step: int,
+    now: int,
+) -> int | None:
+    """Queue a notification in the outbox; a dedup_key already there is not queued again (None)."""
+    cur = await conn.execute(
+        "INSERT INTO notifications (dedup_key, ticket_id, recipient_id, channel, body, created_at, due_at, "
+        "priority, cancel_on, step) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+        (
+            dedup_key,
+            ticket_id,
+            recipient_id,
+            profile,
+            Jsonb(dict(body)),
+            to_datetime(now),
+            to_datetime(now),
+            priority,
+            cancel_on,
+            step,
+        ),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def suppress_notifications(conn: Conn, ticket_id: str, statuses: Sequence[str] | None, why: str) -> int:
+    """Mark a ticket's unsent notifications moot: those cancelled by one of `statuses` (None: all)."""
+    cur = await conn.execute(
+        "UPDATE notifications SET status = 'suppressed', last_error = %s WHERE ticket_id = %s AND status = 'pending' "
+        "AND (%s::text[] IS NULL OR cancel_on = ANY(%s::text[]))",
+        (why, ticket_id, statuses, statuses),
+    )
+    return cur.rowcount

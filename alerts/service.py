@@ -1,7 +1,8 @@
 """Applying detections and ticket actions: decide (pure), then commit in one transaction, then announce.
 
-Announcements (the live feed; notifications in a later release) go out only after the
-transaction commits, so nothing is announced that the database does not hold.
+Announcements (the live feed) go out only after the transaction commits, so nothing is announced
+that the database does not hold. Notifications are written to the outbox in the same transaction
+as the ticket change and sent after it commits (alerts.outbox).
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 
 from alerts import repository as repo
-from alerts.lifecycle import Change, decide
-from alerts.routing import choose_assignee
+from alerts.channels.live import WebSocketChannel
+from alerts.escalation import policy_for
+from alerts.lifecycle import Change, decide, group_of
+from alerts.notify import SYSTEM, advance, reached_statuses
+from alerts.routing import route
 from whistle.bus import TOPIC_DETECTIONS, Bus, TopicPartition
-from whistle.domain import Detection, Outcome, TicketStatus
+from whistle.domain import Detection, Outcome, Severity, SubjectType, TicketStatus
 from whistle.serde import decode_detection
 from whistle.store.db import Database
 from whistle.timeutil import now_ms, to_datetime
@@ -26,15 +30,15 @@ from whistle.timeutil import now_ms, to_datetime
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Mapping[str, Any]], None]
-SYSTEM = "system"
 
 
 class TicketError(ValueError):
     """A ticket action that is not allowed (unknown ticket, or not from its current status)."""
 
-    def __init__(self, message: str, *, not_found: bool = False) -> None:
+    def __init__(self, message: str, *, not_found: bool = False, invalid: bool = False) -> None:
         super().__init__(message)
         self.not_found = not_found
+        self.invalid = invalid  # the request names something that does not exist (422), not a conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,9 @@ class Applied:
     ticket_id: str | None = None
     assignee_id: str | None = None
     duplicate: bool = False
+    silenced: bool = False  # recorded inside a silence or maintenance window: not dispatched
+    grouped: bool = False  # joined the open ticket of a related alarm
+    queued: int = 0  # notifications written to the outbox
 
 
 # Which statuses each action may start from, and where it leads.
@@ -57,7 +64,21 @@ TRANSITIONS: Mapping[str, tuple[frozenset[TicketStatus], TicketStatus, str]] = {
         TicketStatus.RESOLVED,
         "resolved_at",
     ),
+    "close": (frozenset({TicketStatus.RESOLVED}), TicketStatus.CLOSED, "closed_at"),
 }
+OPEN_STATUSES = frozenset({TicketStatus.DISPATCHED, TicketStatus.ACKNOWLEDGED, TicketStatus.ON_SITE})
+
+
+def _device_ids(d: Detection) -> list[str]:
+    """The devices behind a detection: its subject if a device, the source, and the detectors in evidence."""
+    ids = {d.source_id.split(":", 1)[0]} if d.source_id else set()
+    if d.subject_type is SubjectType.DEVICE:
+        ids.add(d.subject_id)
+    detectors = d.evidence.get("detectors")
+    if isinstance(detectors, list):
+        ids.update(str(x) for x in detectors)
+    ids.discard("")
+    return sorted(ids)
 
 
 @dataclass
@@ -65,6 +86,11 @@ class AlertService:
     db: Database
     clock: Callable[[], int] = now_ms
     listeners: list[Listener] = field(default_factory=list)
+    live: WebSocketChannel = field(default_factory=WebSocketChannel)
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.listeners.append(self.live.announce)
 
     def _announce(self, event: Mapping[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -72,6 +98,10 @@ class AlertService:
                 listener(event)
             except Exception:
                 log.exception("live listener failed")
+
+    def _queued(self, n: int) -> None:
+        if n:
+            self.outbox_ready.set()
 
     async def apply(self, d: Detection) -> Applied:
         """Apply one detection exactly once (a redelivered one is recognised by its id and dropped)."""
@@ -83,25 +113,83 @@ class AlertService:
                 # Another worker opened the same alarm concurrently; the retry sees it and updates it.
                 if attempt == 2:
                     raise
+        self._queued(result.queued)
         if result.change is not Change.IGNORE and not result.duplicate:
             self._announce(
                 {
                     "type": f"alarm.{result.change.value}",
                     "alarm_id": result.alarm_id,
                     "kind": d.kind.value,
+                    "severity": d.severity.value,
                     "subject_id": d.subject_id,
+                    "grid_id": d.grid_id,
+                    "silenced": result.silenced,
                 }
             )
-            if result.ticket_id:
+            if result.ticket_id and result.change is Change.OPEN:
                 self._announce(
                     {
-                        "type": "ticket.created",
+                        "type": "ticket.updated" if result.grouped else "ticket.created",
                         "ticket_id": result.ticket_id,
                         "assignee_id": result.assignee_id,
                         "kind": d.kind.value,
                     }
                 )
         return result
+
+    async def _dispatch(self, conn: repo.Conn, d: Detection, alarm_id: str, severity: Severity, now: int) -> Applied:
+        """Open a ticket for a new alarm (or join a related one), unless a silence covers it."""
+        chain, candidates = await repo.routing_candidates(conn, d.grid_id)
+        silence = await repo.active_silence(
+            conn, kind=d.kind.value, devices=_device_ids(d), building_id=d.building_id, grids=chain, at=now
+        )
+        if silence is not None:
+            await repo.set_alarm_silence(conn, alarm_id, silence)
+            return Applied(Change.OPEN, alarm_id, silenced=True)
+        group = group_of(d.kind, d.household_id, d.building_id)
+        if group is not None:
+            joined = await repo.open_ticket_of_group(conn, [k.value for k in group.kinds], group.column, group.value)
+            if joined is not None:
+                await repo.attach_alarm(conn, joined, alarm_id)
+                await repo.add_ticket_event(
+                    conn,
+                    joined,
+                    at=now,
+                    actor=SYSTEM,
+                    action="alarm_grouped",
+                    data={"alarm_id": alarm_id, "kind": d.kind.value, "severity": severity.value},
+                )
+                ticket = await repo.lock_ticket(conn, joined)
+                assert ticket is not None
+                if severity.rank < Severity(ticket["severity"]).rank:
+                    await repo.update_ticket(conn, joined, severity=severity.value)
+                return Applied(Change.OPEN, alarm_id, joined, ticket["assignee_id"], grouped=True)
+        shifts = await repo.shifts_of(conn, chain[:1])
+        contacts = await repo.contacts_of(conn, d.household_id)
+        responders = route(chain, candidates, shifts, now, household_id=d.household_id, contacts=len(contacts))
+        policy = policy_for(d.kind, severity, has_contact=bool(contacts))
+        ticket_id = await repo.insert_ticket(
+            conn,
+            alarm=d,
+            alarm_id=alarm_id,
+            severity=severity,
+            assignee_id=responders.assignee,
+            now=now,
+            policy=policy.to_json(),
+        )
+        await repo.add_ticket_event(
+            conn,
+            ticket_id,
+            at=now,
+            actor=SYSTEM,
+            action="dispatched",
+            to_status="dispatched",
+            data={"alarm_id": alarm_id, "assignee_id": responders.assignee, "grid_chain": chain, "policy": policy.name},
+        )
+        ticket = await repo.lock_ticket(conn, ticket_id)
+        assert ticket is not None
+        queued = await advance(conn, ticket, now)
+        return Applied(Change.OPEN, alarm_id, ticket_id, responders.assignee, queued=queued)
 
     async def _apply_once(self, d: Detection) -> Applied:
         now = self.clock()
@@ -115,23 +203,10 @@ class AlertService:
             if decision.change is Change.OPEN:
                 alarm_id = await repo.insert_alarm(conn, d, decision.severity, now)
                 await repo.mark_applied(conn, d.detection_id, alarm_id)
-                chain, candidates = await repo.routing_candidates(conn, d.grid_id)
-                assignee = choose_assignee(chain, candidates)
-                ticket_id = await repo.insert_ticket(
-                    conn, alarm=d, alarm_id=alarm_id, severity=decision.severity, assignee_id=assignee, now=now
-                )
-                await repo.add_ticket_event(
-                    conn,
-                    ticket_id,
-                    at=now,
-                    actor=SYSTEM,
-                    action="dispatched",
-                    to_status="dispatched",
-                    data={"alarm_id": alarm_id, "assignee_id": assignee, "grid_chain": chain},
-                )
-                return Applied(Change.OPEN, alarm_id, ticket_id, assignee)
+                return await self._dispatch(conn, d, alarm_id, decision.severity, now)
             assert existing is not None
             open_ticket = await repo.ticket_for_alarm(conn, existing.id)
+            queued = 0
             if decision.change is Change.UPDATE:
                 await repo.update_alarm(conn, existing.id, d, decision.severity)
                 if open_ticket and decision.escalated:
@@ -143,25 +218,39 @@ class AlertService:
                         action="severity_raised",
                         data={"severity": decision.severity.value},
                     )
-            else:
-                await repo.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
-                if open_ticket:
-                    await repo.add_ticket_event(
-                        conn, open_ticket, at=now, actor=SYSTEM, action="alarm_cleared", data={"alarm_id": existing.id}
-                    )
+                await repo.mark_applied(conn, d.detection_id, existing.id)
+                if open_ticket is None and await repo.alarm_silence(conn, existing.id) is not None:
+                    # A silenced alarm still going on: dispatch it once its silence is over.
+                    applied = await self._dispatch(conn, d, existing.id, decision.severity, now)
+                    if not applied.silenced:
+                        await repo.set_alarm_silence(conn, existing.id, None)
+                        return replace(applied, change=Change.UPDATE)
+                return Applied(Change.UPDATE, existing.id, open_ticket)
+            await repo.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
+            if open_ticket:
+                await repo.add_ticket_event(
+                    conn, open_ticket, at=now, actor=SYSTEM, action="alarm_cleared", data={"alarm_id": existing.id}
+                )
+                queued = await self._after_clear(conn, open_ticket, now)
             await repo.mark_applied(conn, d.detection_id, existing.id)
-            return Applied(decision.change, existing.id, open_ticket)
+            return Applied(decision.change, existing.id, open_ticket, queued=queued)
+
+    async def _after_clear(self, conn: repo.Conn, ticket_id: str, now: int) -> int:
+        """Once all of a ticket's alarms are cleared its escalation stops and unsent notifications go."""
+        if await repo.has_open_alarms(conn, ticket_id):
+            return 0
+        await repo.suppress_notifications(conn, ticket_id, None, "alarms cleared")
+        ticket = await repo.lock_ticket(conn, ticket_id)
+        return await advance(conn, ticket, now) if ticket else 0
 
     async def transition(
         self, ticket_id: str, action: str, *, actor: str, outcome: Outcome | None = None, note: str | None = None
     ) -> None:
-        """Move a ticket along (ack, arrive, resolve), recording who, when and why."""
+        """Move a ticket along (ack, arrive, resolve, close), recording who, when and why."""
         allowed, target, stamp = TRANSITIONS[action]
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
-            row = await repo.lock_ticket(conn, ticket_id)
-            if row is None:
-                raise TicketError(f"ticket {ticket_id} not found", not_found=True)
+            row = await self._lock(conn, ticket_id)
             current = TicketStatus(row["status"])
             if current not in allowed:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
@@ -182,12 +271,102 @@ class AlertService:
                 note=note,
                 data={"outcome": outcome.value} if outcome else None,
             )
+            if action == "ack":
+                await repo.acknowledge_alarms(conn, ticket_id)
             if action == "resolve":
                 alarms = await repo.alarm_ids_of_ticket(conn, ticket_id)
                 await repo.clear_alarms(
                     conn, alarms, now, {"cleared_by": "ticket", "outcome": outcome.value if outcome else None}
                 )
+            await repo.suppress_notifications(conn, ticket_id, reached_statuses(target), f"ticket {target.value}")
+            ticket = await repo.lock_ticket(conn, ticket_id)
+            assert ticket is not None
+            queued = await advance(conn, ticket, now)
+        self._queued(queued)
         self._announce({"type": f"ticket.{target.value}", "ticket_id": ticket_id, "actor": actor})
+
+    async def _lock(self, conn: repo.Conn, ticket_id: str) -> dict[str, Any]:
+        row = await repo.lock_ticket(conn, ticket_id)
+        if row is None:
+            raise TicketError(f"ticket {ticket_id} not found", not_found=True)
+        return row
+
+    async def reassign(
+        self,
+        ticket_id: str,
+        *,
+        actor: str,
+        assignee_id: str | None = None,
+        grid_id: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Give an open ticket to another worker (reassign) or another grid (transfer, routed there).
+
+        The new assignee must acknowledge again: the ticket goes back to dispatched, its escalation
+        restarts from the first step of its frozen policy, and the previous assignment's unsent
+        notifications are dropped."""
+        action = "transfer" if grid_id is not None else "reassign"
+        now = self.clock()
+        async with self.db.connection() as conn, conn.transaction():
+            row = await self._lock(conn, ticket_id)
+            current = TicketStatus(row["status"])
+            if current not in OPEN_STATUSES:
+                raise TicketError(f"cannot {action} a ticket that is {current.value}")
+            if grid_id is not None and not await repo.exists(conn, "grids", grid_id):
+                raise TicketError(f"grid {grid_id} not found", invalid=True)
+            if assignee_id is not None and not await repo.exists(conn, "workers", assignee_id):
+                raise TicketError(f"worker {assignee_id} not found", invalid=True)
+            new_grid = grid_id if grid_id is not None else row["grid_id"]
+            if assignee_id is None:
+                chain, candidates = await repo.routing_candidates(conn, new_grid)
+                shifts = await repo.shifts_of(conn, chain[:1])
+                assignee_id = route(chain, candidates, shifts, now).assignee
+                if assignee_id is None:
+                    raise TicketError(f"nobody to take the ticket in grid {new_grid}", invalid=True)
+            if assignee_id == row["assignee_id"] and new_grid == row["grid_id"]:
+                raise TicketError(f"the ticket is already assigned to {assignee_id}")
+            await repo.suppress_notifications(conn, ticket_id, None, f"ticket {action}")
+            await repo.update_ticket(
+                conn,
+                ticket_id,
+                grid_id=new_grid,
+                assignee_id=assignee_id,
+                status=TicketStatus.DISPATCHED.value,
+                acknowledged_at=None,
+                arrived_at=None,
+                assignment=int(row["assignment"]) + 1,
+                escalation_step=0,
+                escalation_base_at=to_datetime(now),
+            )
+            await repo.add_ticket_event(
+                conn,
+                ticket_id,
+                at=now,
+                actor=actor,
+                action=action,
+                from_status=current.value,
+                to_status=TicketStatus.DISPATCHED.value,
+                note=note,
+                data={
+                    "from_assignee": row["assignee_id"],
+                    "to_assignee": assignee_id,
+                    "from_grid": row["grid_id"],
+                    "to_grid": new_grid,
+                },
+            )
+            ticket = await repo.lock_ticket(conn, ticket_id)
+            assert ticket is not None
+            queued = await advance(conn, ticket, now)
+        self._queued(queued)
+        self._announce({"type": f"ticket.{action}", "ticket_id": ticket_id, "assignee_id": assignee_id, "actor": actor})
+
+    async def comment(self, ticket_id: str, *, actor: str, note: str) -> None:
+        """Add a comment to a ticket's history (any status)."""
+        now = self.clock()
+        async with self.db.connection() as conn, conn.transaction():
+            await self._lock(conn, ticket_id)
+            await repo.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
+        self._announce({"type": "ticket.comment", "ticket_id": ticket_id, "actor": actor})
 
 
 class AlertsWorker:

@@ -124,7 +124,7 @@ async def test_ticket_actions_over_http(client: httpx.AsyncClient) -> None:
     r = await client.post(f"/api/v1/tickets/{tid}/resolve", json={"outcome": "confirmed", "note": "灭火"}, headers=AUTH)
     body = r.json()
     assert body["status"] == "resolved" and body["outcome"] == "confirmed"
-    assert [h["action"] for h in body["history"]] == ["dispatched", "ack", "arrive", "resolve"]
+    assert [h["action"] for h in body["history"]] == ["dispatched", "notify", "ack", "arrive", "resolve"]
     missing = "00000000-0000-0000-0000-000000000000"
     assert (await client.post(f"/api/v1/tickets/{missing}/ack", headers=AUTH)).status_code == 404
 

@@ -1,0 +1,235 @@
+"""Sending the outbox: notifications go out only after the ticket change that wrote them commits.
+
+`OutboxSender` claims due `pending` rows with `FOR UPDATE SKIP LOCKED` and a lease (so several
+senders share the work and a crashed sender's rows come back after the lease), commits the claim,
+hands each notification to the channels' `Dispatcher`, then records every attempt and the outcome:
+`sent`, `pending` again at a later time (quiet hours, rate limits, a failed round), `failed` after
+`max_rounds`, or left `suppressed` if an ack made it moot meanwhile. The notification id given to
+the dispatcher is the row's dedup key, and `PgSentLog` remembers delivered ids in PostgreSQL, so a
+row redelivered after a restart is recognised and not sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.channels.base import Notification, Recipient
+from alerts.channels.delivery import Delivery, DeliveryStatus, Dispatcher
+from alerts.notify import ROUTES
+from whistle.domain import AlarmKind, Severity
+from whistle.store.db import Database
+from whistle.timeutil import from_datetime, now_ms, to_datetime
+
+log = logging.getLogger(__name__)
+
+
+class PgSentLog:
+    """The `SentLog` protocol in PostgreSQL: at most one delivery per notification id across
+    processes and restarts. A claim is a lease: a sender that dies mid-delivery loses it after
+    `lease_s` and the id can be claimed again."""
+
+    def __init__(self, db: Database, *, lease_s: float = 300.0, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.lease_ms = int(lease_s * 1000)
+        self.clock = clock
+
+    async def claim(self, notification_id: str) -> bool:
+        now = self.clock()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO sent_log (notification_id, state, lease_until, at) VALUES (%s, 'claimed', %s, %s) "
+                "ON CONFLICT (notification_id) DO UPDATE SET lease_until = EXCLUDED.lease_until, at = EXCLUDED.at "
+                "WHERE sent_log.state = 'claimed' AND sent_log.lease_until < %s RETURNING 1",
+                (notification_id, to_datetime(now + self.lease_ms), to_datetime(now), to_datetime(now)),
+            )
+            return await cur.fetchone() is not None
+
+    async def delivered(self, notification_id: str, *, channel: str, at: int) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO sent_log (notification_id, state, channel, at) VALUES (%s, 'delivered', %s, %s) "
+                "ON CONFLICT (notification_id) DO UPDATE SET state = 'delivered', lease_until = NULL, "
+                "channel = EXCLUDED.channel, at = EXCLUDED.at",
+                (notification_id, channel, to_datetime(at)),
+            )
+
+    async def release(self, notification_id: str) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "DELETE FROM sent_log WHERE notification_id = %s AND state = 'claimed'", (notification_id,)
+            )
+
+    async def is_delivered(self, notification_id: str) -> bool:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM sent_log WHERE notification_id = %s AND state = 'delivered'", (notification_id,)
+            )
+            return await cur.fetchone() is not None
+
+
+_CLAIM = (
+    "UPDATE notifications n SET claimed_until = %(lease)s, attempts = n.attempts + 1 FROM ("
+    " SELECT id FROM notifications WHERE status = 'pending' AND due_at <= %(now)s"
+    " AND (claimed_until IS NULL OR claimed_until < %(now)s)"
+    " ORDER BY priority, due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c"
+    " WHERE n.id = c.id"
+    " RETURNING n.id, n.dedup_key, n.ticket_id, n.recipient_id, n.channel, n.body, n.created_at, n.attempts"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    dedup_key: str
+    ticket_id: str | None
+    recipient_id: str
+    profile: str
+    body: Mapping[str, Any]
+    created_at: int
+    rounds: int
+
+    def notification(self) -> Notification:
+        who = self.body.get("recipient") or {}
+        return Notification(
+            id=self.dedup_key,
+            recipient=Recipient(id=self.recipient_id, name=str(who.get("name") or ""), phone=who.get("phone")),
+            severity=Severity(self.body["severity"]),
+            kind=AlarmKind(self.body["kind"]),
+            title=str(self.body.get("title", "")),
+            body=str(self.body.get("body", "")),
+            ticket_id=self.ticket_id,
+            created_at=self.created_at,
+        )
+
+
+class OutboxSender:
+    """Claims due outbox rows and delivers them through a `Dispatcher`; run one or many."""
+
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher,
+        *,
+        sent_log: PgSentLog | None = None,
+        clock: Callable[[], int] = now_ms,
+        batch: int = 64,
+        lease_s: float = 120.0,
+        poll_s: float = 0.5,
+        max_rounds: int = 5,
+        retry_s: float = 60.0,
+        wakeup: asyncio.Event | None = None,
+        routes: Mapping[str, tuple[str, ...]] = ROUTES,
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.sent_log = sent_log
+        self.clock = clock
+        self.batch = batch
+        self.lease_ms = int(lease_s * 1000)
+        self.poll_s = poll_s
+        self.max_rounds = max_rounds
+        self.retry_ms = int(retry_s * 1000)
+        self.wakeup = wakeup or asyncio.Event()
+        self.routes = routes
+        self.sent = 0
+        self.failed = 0
+        self.deferred = 0
+
+    async def claim(self) -> list[Claimed]:
+        now = self.clock()
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                _CLAIM, {"lease": to_datetime(now + self.lease_ms), "now": to_datetime(now), "limit": self.batch}
+            )
+            rows = await cur.fetchall()
+        return [
+            Claimed(r[0], r[1], str(r[2]) if r[2] else None, r[3], r[4], r[5], from_datetime(r[6]), r[7]) for r in rows
+        ]
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it (concurrently); returns how many rows were handled."""
+        claimed = await self.claim()
+        if claimed:
+            await asyncio.gather(*(self._one(c) for c in claimed))
+        return len(claimed)
+
+    async def _one(self, c: Claimed) -> None:
+        try:
+            delivery = await self.dispatcher.deliver(c.notification(), self.routes.get(c.profile, ROUTES["worker"]))
+        except Exception as exc:  # a bug, not a delivery outcome: keep the row for another round
+            log.exception("notification %s: dispatcher raised", c.id)
+            delivery = Delivery(c.dedup_key, DeliveryStatus.FAILED, reason=f"exception: {type(exc).__name__}")
+        await self._finish(c, delivery)
+
+    async def _finish(self, c: Claimed, d: Delivery) -> None:
+        now = self.clock()
+        status, due, error, channel = "pending", now, d.reason, d.channel
+        if d.status is DeliveryStatus.DELIVERED:
+            status = "sent"
+            self.sent += 1
+        elif d.status is DeliveryStatus.DUPLICATE:
+            delivered = self.sent_log is not None and await self.sent_log.is_delivered(c.dedup_key)
+            status, due = ("sent", now) if delivered else ("pending", now + self.lease_ms)
+        elif d.status is DeliveryStatus.DEFERRED:
+            due = d.deferred_until or now + self.retry_ms
+            self.deferred += 1
+        elif c.rounds >= self.max_rounds:
+            status = "failed"
+            self.failed += 1
+        else:
+            due = now + self.retry_ms * c.rounds
+        async with self.db.connection() as conn, conn.transaction():
+            async with conn.cursor() as cur:
+                if d.attempts:
+                    await cur.executemany(
+                        "INSERT INTO notification_attempts (notification_id, at, channel, ok, retryable, address, "
+                        "status, code, provider_message_id, error, latency_ms) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (
+                                c.id,
+                                to_datetime(a.at or now),
+                                a.channel,
+                                a.ok,
+                                a.retryable,
+                                a.address,
+                                a.status,
+                                a.code,
+                                a.provider_message_id,
+                                a.error,
+                                a.latency_ms,
+                            )
+                            for a in d.attempts
+                        ],
+                    )
+            await conn.execute(
+                "UPDATE notifications SET status = %s, due_at = %s, claimed_until = NULL, last_error = %s, "
+                "channel_used = COALESCE(%s, channel_used), sent_at = CASE WHEN %s = 'sent' THEN %s ELSE sent_at END "
+                "WHERE id = %s AND status = 'pending'",
+                (status, to_datetime(due), error, channel, status, to_datetime(now), c.id),
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop`: at once when woken (a commit queued rows), else every `poll_s`."""
+        while not stop.is_set():
+            self.wakeup.clear()  # before claiming: a commit during the round wakes the next wait at once
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("outbox round failed; retrying")
+                handled = 0
+            if handled:
+                continue
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(*waiters, return_exceptions=True)
