@@ -308,6 +308,8 @@ async def list_tickets(
                 "outcome": r["outcome"],
                 "note": r["note"],
                 "history": history[tid],
+                "closed_at": r.get("closed_at"),
+                "escalation_due_at": r.get("escalation_due_at"),
             }
         )
     return items, nxt
@@ -526,3 +528,12 @@ async def suppress_notifications(conn: Conn, ticket_id: str, statuses: Sequence[
         (why, ticket_id, statuses, statuses),
     )
     return cur.rowcount
+
+
+async def roster_of(conn: Conn, grid_id: str) -> list[Shift]:
+    cur = await conn.execute(
+        "SELECT worker_id, grid_id, weekday, starts, ends, duty FROM duty_shifts WHERE grid_id = %s "
+        "ORDER BY weekday, starts, worker_id",
+        (grid_id,),
+    )
+    return [Shift(r[0], r[1], r[2], r[3], r[4], Duty(r[5])) for r in await cur.fetchall()]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, WebSocket, WebSocketDisconnect, status
 
 from alerts import repository as alarms_repo
+from alerts.routing import Duty, Shift, on_duty
 from alerts.service import TicketError
-from api.deps import Ctx, CurrentUser
+from api.deps import ApiContext, Ctx, CurrentUser
 from api.schemas import (
     AbsenceCreate,
     AbsenceRead,
@@ -19,9 +23,16 @@ from api.schemas import (
     Health,
     Page,
     RegistryCounts,
+    RosterRead,
+    RosterWrite,
+    SilenceCreate,
+    SilenceRead,
+    TicketComment,
     TicketNote,
     TicketRead,
+    TicketReassign,
     TicketResolve,
+    TicketTransfer,
     UnregisteredDeviceRead,
     UsageRead,
 )
@@ -131,8 +142,7 @@ async def _transition(ctx: Ctx, user: str, ticket_id: str, action: str, body: Ti
     try:
         await ctx.alerts.transition(ticket_id, action, actor=user, outcome=outcome, note=body.note)
     except TicketError as exc:
-        code = status.HTTP_404_NOT_FOUND if exc.not_found else status.HTTP_409_CONFLICT
-        raise HTTPException(code, str(exc)) from exc
+        raise _ticket_error(exc) from exc
     return await _one_ticket(ctx, ticket_id)
 
 
@@ -153,6 +163,161 @@ async def arrive_ticket(
 @router.post("/tickets/{ticket_id}/resolve", response_model=TicketRead)
 async def resolve_ticket(ctx: Ctx, user: CurrentUser, ticket_id: TicketId, body: TicketResolve) -> dict[str, Any]:
     return await _transition(ctx, user, ticket_id, "resolve", body)
+
+
+def _ticket_error(exc: TicketError) -> HTTPException:
+    if exc.not_found:
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if exc.invalid:
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+@router.post("/tickets/{ticket_id}/close", response_model=TicketRead)
+async def close_ticket(
+    ctx: Ctx, user: CurrentUser, ticket_id: TicketId, body: TicketNote | None = None
+) -> dict[str, Any]:
+    return await _transition(ctx, user, ticket_id, "close", body or TicketNote())
+
+
+@router.post("/tickets/{ticket_id}/reassign", response_model=TicketRead)
+async def reassign_ticket(ctx: Ctx, user: CurrentUser, ticket_id: TicketId, body: TicketReassign) -> dict[str, Any]:
+    """Give the ticket to another worker: back to dispatched, escalation restarts for them."""
+    try:
+        await ctx.alerts.reassign(ticket_id, actor=user, assignee_id=body.assignee_id, note=body.note)
+    except TicketError as exc:
+        raise _ticket_error(exc) from exc
+    return await _one_ticket(ctx, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/transfer", response_model=TicketRead)
+async def transfer_ticket(ctx: Ctx, user: CurrentUser, ticket_id: TicketId, body: TicketTransfer) -> dict[str, Any]:
+    """Move the ticket to another grid, routed to the worker on duty there."""
+    try:
+        await ctx.alerts.reassign(
+            ticket_id, actor=user, grid_id=body.grid_id, assignee_id=body.assignee_id, note=body.note
+        )
+    except TicketError as exc:
+        raise _ticket_error(exc) from exc
+    return await _one_ticket(ctx, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/comments", response_model=TicketRead, status_code=status.HTTP_201_CREATED)
+async def comment_ticket(ctx: Ctx, user: CurrentUser, ticket_id: TicketId, body: TicketComment) -> dict[str, Any]:
+    try:
+        await ctx.alerts.comment(ticket_id, actor=user, note=body.note)
+    except TicketError as exc:
+        raise _ticket_error(exc) from exc
+    return await _one_ticket(ctx, ticket_id)
+
+
+GridId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+async def _roster(ctx: Ctx, grid_id: str) -> dict[str, Any]:
+    async with ctx.db.connection() as conn:
+        if not await alarms_repo.exists(conn, "grids", grid_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {grid_id} not found")
+        shifts = await alarms_repo.roster_of(conn, grid_id)
+    now = ctx.alerts.clock()
+    return {
+        "grid_id": grid_id,
+        "shifts": [
+            {"worker_id": s.worker_id, "weekday": s.weekday, "start": s.starts, "end": s.ends, "duty": s.duty.value}
+            for s in shifts
+        ],
+        "on_duty": on_duty(shifts, grid_id, now),
+        "backup_on_duty": on_duty(shifts, grid_id, now, Duty.BACKUP),
+    }
+
+
+@router.get("/grids/{grid_id}/roster", response_model=RosterRead)
+async def get_roster(ctx: Ctx, user: CurrentUser, grid_id: GridId) -> dict[str, Any]:
+    """A grid's duty roster and who is on duty now."""
+    return await _roster(ctx, grid_id)
+
+
+@router.put("/grids/{grid_id}/roster", response_model=RosterRead)
+async def put_roster(ctx: Ctx, user: CurrentUser, grid_id: GridId, body: RosterWrite) -> dict[str, Any]:
+    """Replace a grid's duty roster (weekly shifts in Asia/Shanghai time)."""
+    shifts = [Shift(s.worker_id, grid_id, day, s.start, s.end, Duty(s.duty)) for s in body.shifts for day in s.weekdays]
+    async with ctx.db.connection() as conn, conn.transaction():
+        if not await alarms_repo.exists(conn, "grids", grid_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"grid {grid_id} not found")
+        for worker in sorted({s.worker_id for s in shifts}):
+            if not await alarms_repo.exists(conn, "workers", worker):
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"worker {worker} not found")
+        await alarms_repo.replace_roster(conn, grid_id, shifts, actor=user)
+    return await _roster(ctx, grid_id)
+
+
+_SCOPE_TABLE = {"device": "devices", "building": "buildings", "grid": "grids"}
+
+
+@router.post("/silences", response_model=SilenceRead, status_code=status.HTTP_201_CREATED)
+async def post_silence(ctx: Ctx, user: CurrentUser, body: SilenceCreate) -> dict[str, Any]:
+    """A silence or maintenance window for a device, building or grid: alarms are recorded, not dispatched."""
+    async with ctx.db.connection() as conn, conn.transaction():
+        if not await alarms_repo.exists(conn, _SCOPE_TABLE[body.scope_type], body.scope_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{body.scope_type} {body.scope_id} not found")
+        return await alarms_repo.insert_silence(
+            conn,
+            scope_type=body.scope_type,
+            scope_id=body.scope_id,
+            kinds=[k.value for k in body.kinds] if body.kinds else None,
+            starts_at=body.start,
+            ends_at=body.end,
+            reason=body.reason,
+            actor=user,
+        )
+
+
+@router.get("/silences", response_model=list[SilenceRead])
+async def get_silences(ctx: Ctx, user: CurrentUser, active: bool = True) -> list[dict[str, Any]]:
+    """Silences not yet over (or all of them with active=false), newest first."""
+    async with ctx.db.connection() as conn:
+        return await alarms_repo.list_silences(conn, active_at=datetime.now(UTC) if active else None)
+
+
+@router.delete("/silences/{silence_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_silence(ctx: Ctx, user: CurrentUser, silence_id: Annotated[int, Path(ge=1)]) -> None:
+    """End a silence now; it stays on record."""
+    async with ctx.db.connection() as conn:
+        if not await alarms_repo.end_silence(conn, silence_id, datetime.now(UTC)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"silence {silence_id} not found")
+
+
+@router.websocket("/live")
+async def live(websocket: WebSocket, token: str | None = None, recipient_id: str | None = None) -> None:
+    """Alarm and ticket changes as JSON messages; `recipient_id` adds that person's notifications.
+
+    Browsers cannot set headers on a WebSocket, so the token may come as `?token=`."""
+    ctx: ApiContext = websocket.app.state.ctx
+    header = websocket.headers.get("authorization", "")
+    supplied = token or (header[7:] if header.lower().startswith("bearer ") else "")
+    if not supplied or not secrets.compare_digest(supplied.encode(), ctx.admin_token.encode()):
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+        return
+    await websocket.accept()
+    async with ctx.alerts.live.subscribe(recipient_id) as sub:
+        await websocket.send_json({"type": "hello", "recipient_id": recipient_id})
+
+        async def pump() -> None:
+            async for text in sub:
+                await websocket.send_text(text)
+
+        async def until_closed() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    await websocket.receive_text()
+
+        tasks = [asyncio.create_task(pump()), asyncio.create_task(until_closed())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @router.get("/dead-letters", response_model=Page[DeadLetterRead])

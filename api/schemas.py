@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime, time
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from whistle.domain import Outcome
+from whistle.domain import AlarmKind, Outcome
 
 T = TypeVar("T")
 
@@ -60,6 +60,8 @@ class TicketRead(BaseModel):
     outcome: str | None
     note: str | None
     history: list[TicketEventRead]
+    closed_at: datetime | None = None
+    escalation_due_at: datetime | None = None
 
 
 class TicketNote(BaseModel):
@@ -69,6 +71,95 @@ class TicketNote(BaseModel):
 
 class TicketResolve(TicketNote):
     outcome: Outcome
+
+
+class TicketReassign(TicketNote):
+    """Give the ticket to another worker; they must acknowledge it again."""
+
+    assignee_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+class TicketTransfer(TicketNote):
+    """Move the ticket to another grid, routed to its worker on duty unless `assignee_id` is given."""
+
+    grid_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    assignee_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+class TicketComment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class ShiftWrite(BaseModel):
+    """A weekly shift in local time (Asia/Shanghai); `end` not after `start` runs past midnight."""
+
+    model_config = ConfigDict(extra="forbid")
+    worker_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    weekdays: list[int] = Field(min_length=1, max_length=7, description="ISO weekdays, 1 = Monday")
+    start: time
+    end: time
+    duty: Literal["primary", "backup"] = "primary"
+
+    @model_validator(mode="after")
+    def _check(self) -> ShiftWrite:
+        if any(d < 1 or d > 7 for d in self.weekdays):
+            raise ValueError("weekdays are ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("shift times are local wall times (Asia/Shanghai), without an offset")
+        return self
+
+
+class RosterWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shifts: list[ShiftWrite] = Field(max_length=500)
+
+
+class ShiftRead(BaseModel):
+    worker_id: str
+    weekday: int
+    start: time
+    end: time
+    duty: str
+
+
+class RosterRead(BaseModel):
+    grid_id: str
+    shifts: list[ShiftRead]
+    on_duty: list[str]
+    backup_on_duty: list[str]
+
+
+class SilenceCreate(BaseModel):
+    """A silence or maintenance window: alarms inside it are recorded, not dispatched."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope_type: Literal["device", "building", "grid"]
+    scope_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    kinds: list[AlarmKind] | None = None
+    start: datetime
+    end: datetime
+    reason: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _check(self) -> SilenceCreate:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class SilenceRead(BaseModel):
+    id: int
+    scope_type: str
+    scope_id: str
+    kinds: list[str] | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
 
 
 class DeadLetterRead(BaseModel):
