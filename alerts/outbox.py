@@ -15,15 +15,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alerts.channels.base import Notification, Recipient
-from alerts.channels.delivery import Delivery, DeliveryStatus, Dispatcher
+from alerts.channels.base import Channel, Notification, Recipient
+from alerts.channels.delivery import Delivery, DeliveryPolicy, DeliveryStatus, Dispatcher
+from alerts.channels.registry import build_channels
+from alerts.channels.settings import ChannelSettings
 from alerts.notify import ROUTES
 from whistle.domain import AlarmKind, Severity
 from whistle.store.db import Database
 from whistle.timeutil import from_datetime, now_ms, to_datetime
+
+if TYPE_CHECKING:
+    from alerts.service import AlertService
+    from alerts.workers import EscalationWorker
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +240,20 @@ class OutboxSender:
                     w.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def start_dispatch(stack: AsyncExitStack, service: AlertService) -> tuple[OutboxSender, EscalationWorker]:
+    """The alerts role's senders: channels from the environment (the service's hub as `live`),
+    started on `stack`; an outbox sender woken by the service's commits; the escalation worker."""
+    from alerts.workers import EscalationWorker
+
+    settings = ChannelSettings()
+    channels: dict[str, Channel] = {}
+    for name, channel in build_channels(settings).items():
+        if name != "live":
+            channels[name] = await stack.enter_async_context(channel)
+    channels["live"] = service.live
+    sent_log = PgSentLog(service.db)
+    dispatcher = Dispatcher(channels, policy=DeliveryPolicy.from_settings(settings.delivery), sent_log=sent_log)
+    sender = OutboxSender(service.db, dispatcher, sent_log=sent_log, wakeup=service.outbox_ready)
+    return sender, EscalationWorker(service)

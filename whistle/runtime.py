@@ -17,7 +17,9 @@ from typing import Any
 
 import uvicorn
 
+from alerts.outbox import OutboxSender, start_dispatch
 from alerts.service import AlertService, AlertsWorker
+from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import ApiContext
 from collectors.codecs import Limits, Reason
@@ -60,6 +62,8 @@ class Runtime:
     rules: RuleEngine | None = None
     alerts: AlertService | None = None
     alerts_worker: AlertsWorker | None = None
+    outbox: OutboxSender | None = None
+    escalation: EscalationWorker | None = None
     http_url: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -177,6 +181,9 @@ async def run(
         if "alerts" in roles:
             rt.alerts_worker = AlertsWorker(bus, rt.alerts)
             tasks.append(asyncio.create_task(rt.alerts_worker.run(stop), name="alerts"))
+            rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts)
+            tasks.append(asyncio.create_task(rt.outbox.run(stop), name="outbox"))
+            tasks.append(asyncio.create_task(rt.escalation.run(stop), name="escalation"))
         http_stop: tuple[_Server, asyncio.Task[None]] | None = None
         if "api" in roles:
             ctx = ApiContext(
