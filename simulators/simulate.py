@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="share of water meters on NB-IoT, uploading a day's readings in one batch",
     )
+    o.add_argument(
+        "--power-batch",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of power meters whose readings the utility shares once a day, in one batch",
+    )
     o.add_argument("--late-share", type=float, default=0.0, help="share of messages delivered late (out of order)")
     o.add_argument("--malformed-share", type=float, default=0.0, help="extra malformed messages, as a share")
     o.add_argument("--ebike-interval", type=int, default=60, help="e-bike sensors' sampling interval, s")
@@ -108,7 +115,7 @@ def run_simulate(args: argparse.Namespace, mqtt_url: str | None) -> int:
 
     if args.households < 1:
         raise SimulateError("--households must be at least 1")
-    for name in ("nbiot_batch", "late_share", "malformed_share"):
+    for name in ("nbiot_batch", "power_batch", "late_share", "malformed_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise SimulateError(f"--{name.replace('_', '-')} is a share between 0 and 1")
     if args.backfill and args.speed is not None:
@@ -136,6 +143,7 @@ def run_simulate(args: argparse.Namespace, mqtt_url: str | None) -> int:
         print(f"registry written to {args.registry_out}", file=sys.stderr)
     options = TrafficOptions(
         nbiot_share=args.nbiot_batch,
+        power_batch_share=args.power_batch,
         late_share=args.late_share,
         malformed_share=args.malformed_share,
         ebike_interval_s=args.ebike_interval,

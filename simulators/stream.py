@@ -59,6 +59,7 @@ class TrafficOptions:
     """How the traffic is delivered (the district and scenario say what happens)."""
 
     nbiot_share: float = 0.0  # water meters on NB-IoT, uploading their readings once a day
+    power_batch_share: float = 0.0  # power meters whose readings the utility shares once a day, in one batch
     late_share: float = 0.0  # messages delivered late, out of order
     late_median_s: float = 120.0
     late_max_s: float = 6 * 3600.0
@@ -82,7 +83,7 @@ def expected_messages_per_day(district: District, options: TrafficOptions) -> fl
     d = district
     n_h = d.n_households
     water = n_h * (96 * (1 - options.nbiot_share) + options.nbiot_share + 1)
-    power = n_h * 97
+    power = n_h * (96 * (1 - options.power_batch_share) + options.power_batch_share + 1)
     ebike = len(d.ebikes.ids) * (86_400 / options.ebike_interval_s + 1)
     bp = d.params.behaviour
     elevators = sum(288 + 2 * bp.trips_per_household * int(h) for h in d.elevators.households)
@@ -147,6 +148,8 @@ class _Emitter:
         self.eb_offset = rng.integers(0, 5000, n_e)
         self.eb_status_at = rng.integers(0, DAY_MS, n_e)
         self.el_phase = rng.integers(0, 300_000, len(d.elevators.ids))
+        self.power_batch = rng.random(n_h) < self.o.power_batch_share
+        self.power_upload_at = rng.integers(2 * 3600_000, 6 * 3600_000, n_h)
         self.buffers: dict[int, list[bytes]] = {}
         self.off_water: set[int] = set()
         self.off_power: set[int] = set()
@@ -173,9 +176,9 @@ class _Emitter:
             yield from self._day(day)
             day += 1
         end = sim.end_ms if sim.end_ms is not None else day_start(day)
-        for h, buf in sorted(self.buffers.items()):  # NB-IoT meters upload what they hold at the end
+        for k, buf in sorted(self.buffers.items()):  # batching meters upload what they hold at the end
             if buf:
-                self._batches(h, buf, end, [], end + 1)
+                self._batches(k, buf, end, [], 0)
         while self.heap:
             send, _, tp, payload = heapq.heappop(self.heap)
             self.stats.messages += 1
@@ -300,14 +303,17 @@ class _Emitter:
         for j in range(hour * 4, hour * 4 + 4):
             boundary = t0 + (j + 1) * SLOT_MS
             seq = (boundary - ANCHOR_MS) // SLOT_MS
-            # NB-IoT uploads due before this reading
-            for h in np.flatnonzero(
-                self.nbiot & (self.upload_at > j * SLOT_MS) & (self.upload_at <= (j + 1) * SLOT_MS)
-            ).tolist():
-                up = t0 + int(self.upload_at[h])
-                buf = self.buffers.get(h)
-                if buf and lo <= up < hi and not _off(offline, d.water_id(h), up):
-                    self._batches(h, buf, up, out, h1)
+            # batch uploads due before this reading: NB-IoT water meters, the utility's power data
+            for base, batching, upload_at, ids in (
+                (0, self.nbiot, self.upload_at, d.water_id),
+                (n_h, self.power_batch, self.power_upload_at, d.power_id),
+            ):
+                due = batching & (upload_at > j * SLOT_MS) & (upload_at <= (j + 1) * SLOT_MS)
+                for h in np.flatnonzero(due).tolist():
+                    up = t0 + int(upload_at[h])
+                    buf = self.buffers.get(base + h)
+                    if buf and lo <= up < hi and not _off(offline, ids(h), up):
+                        self._batches(base + h, buf, up, out, h1)
             ts = boundary + self.meter_offset
             if boundary + 20_000 <= lo or boundary >= hi:
                 continue
@@ -341,6 +347,10 @@ class _Emitter:
                         )
                 if h not in off_p or not _off(offline, d.power_id(h), t):
                     payload = b'{"ts":%d,"seq":%d,"total_kwh":%.2f,"power_w":%d}' % (t, seq, p_vals[h], round(p_w[h]))
+                    if self.power_batch[h]:
+                        self.buffers.setdefault(n_h + h, []).append(payload)
+                        self.stats.readings += 1
+                        continue
                     self._deliver(
                         rng,
                         out,
@@ -352,7 +362,6 @@ class _Emitter:
                         h1,
                         "power",
                     )
-        _ = day
 
     def _deliver(
         self,
@@ -378,12 +387,16 @@ class _Emitter:
         else:
             heapq.heappush(self.heap, item)
 
-    def _batches(self, h: int, buf: list[bytes], up: int, out: list[tuple[int, int, str, bytes]], h1: int) -> None:
+    def _batches(self, k: int, buf: list[bytes], up: int, out: list[tuple[int, int, str, bytes]], h1: int) -> None:
+        """Upload a meter's buffered readings (k: a water meter's household, or n + a power meter's)."""
+        n_h = self.d.n_households
+        h, kind = (k, "water") if k < n_h else (k - n_h, "power")
+        tp = self.water_topic[h] if kind == "water" else self.power_topic[h]
         for i in range(0, len(buf), MAX_BATCH):
             payload = b'{"batch":[' + b",".join(buf[i : i + MAX_BATCH]) + b"]}"
             self.stats.batches += 1
-            self.stats.by_type["water"] = self.stats.by_type.get("water", 0) + 1
-            self._push(out, up + int(self.meter_offset[h]), self.water_topic[h], payload, h1)
+            self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+            self._push(out, up + int(self.meter_offset[h]), tp, payload, h1)
         buf.clear()
 
     def _ebikes(

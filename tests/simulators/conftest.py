@@ -98,7 +98,7 @@ def run2d() -> Run:
         start_ms=t0,
         end_ms=t0 + 2 * DAY_MS,
         seed=8,
-        options=TrafficOptions(nbiot_share=0.3, late_share=0.02, malformed_share=0.002),
+        options=TrafficOptions(nbiot_share=0.3, power_batch_share=0.2, late_share=0.02, malformed_share=0.002),
     )
     truth = list(sim.truth_lines())
     return Run(sim, list(sim.messages()), truth)

@@ -123,13 +123,14 @@ def test_registers_only_go_down_at_a_meter_reset(run2d: Run) -> None:
 def test_nbiot_meters_upload_a_day_at_once_and_some_messages_come_late(run2d: Run) -> None:
     batches = [m for m in run2d.messages if m.payload.startswith(b'{"batch"')]
     meters = {m.topic for m in batches}
-    n_water = run2d.sim.district.n_households
-    assert 0.2 < len(meters) / n_water < 0.4  # --nbiot-batch 0.3
+    n_h = run2d.sim.district.n_households
+    assert 0.2 < sum(t.startswith("whistle/v1/water/") for t in meters) / n_h < 0.4  # --nbiot-batch 0.3
+    assert 0.1 < sum(t.startswith("whistle/v1/power/") for t in meters) / n_h < 0.3  # --power-batch 0.2
     offline = {x["subject_ids"][0] for x in truth(run2d) if x["kind"] == OFFLINE}
     day_old = 0
     for m in batches:
         items = json.loads(m.payload)["batch"]
-        assert m.topic.startswith("whistle/v1/water/") and len(items) >= 4
+        assert m.topic.startswith(("whistle/v1/water/", "whistle/v1/power/")) and len(items) >= 4
         oldest = max(m.send_ms - it["ts"] for it in items)
         # a day's readings, or two when the meter was offline at its upload time
         assert oldest < 30 * 3600_000 or (m.topic.split("/")[3] in offline and oldest < 54 * 3600_000)
