@@ -255,5 +255,7 @@ async def start_dispatch(stack: AsyncExitStack, service: AlertService) -> tuple[
     channels["live"] = service.live
     sent_log = PgSentLog(service.db)
     dispatcher = Dispatcher(channels, policy=DeliveryPolicy.from_settings(settings.delivery), sent_log=sent_log)
-    sender = OutboxSender(service.db, dispatcher, sent_log=sent_log, wakeup=service.outbox_ready)
+    # Routes name only the channels this process has (live always): no attempt on an absent one.
+    routes = {k: tuple(c for c in route if c in channels) for k, route in ROUTES.items()}
+    sender = OutboxSender(service.db, dispatcher, sent_log=sent_log, wakeup=service.outbox_ready, routes=routes)
     return sender, EscalationWorker(service)
