@@ -486,11 +486,18 @@ def _block(
     sensor = hp.sensor[hs]
     eb = d.ebikes
     has_sensor = sensor >= 0
-    kettle_c = np.where(has_sensor, eb.kettle[np.maximum(sensor, 0)], False)
-    rice_c = np.where(has_sensor, eb.rice_cooker[np.maximum(sensor, 0)], False)
-    heater_c = np.where(has_sensor, eb.heater[np.maximum(sensor, 0)], False)
-    dehum_c = np.where(has_sensor, eb.dehumidifier[np.maximum(sensor, 0)], False)
-    fridge_c = np.where(has_sensor, eb.fridge[np.maximum(sensor, 0)], False)
+
+    def on_circuit(flags: BoolArray) -> BoolArray:
+        """Whether a flat's appliance is on its e-bike sensor's circuit."""
+        if not len(flags):
+            return np.zeros(nb, dtype=bool)
+        return np.where(has_sensor, flags[np.maximum(sensor, 0)], False)
+
+    kettle_c = on_circuit(eb.kettle)
+    rice_c = on_circuit(eb.rice_cooker)
+    heater_c = on_circuit(eb.heater)
+    dehum_c = on_circuit(eb.dehumidifier)
+    fridge_c = on_circuit(eb.fridge)
     habit_w = hp.water_habit[hs] * bp.water_scale
     habit_p = hp.power_habit[hs] * bp.power_scale
 

@@ -188,7 +188,10 @@ class IncidentParams:
     ebike_in_elevator_per_elevator_day: float = 0.03
     # devices
     offline_per_device_day: float = 0.0005
-    offline_hours: tuple[float, float] = (1.5, 36.0)
+    # silent long enough to be noticed against the device's own reporting interval
+    offline_hours: tuple[float, float] = (1.5, 36.0)  # meters (15 min)
+    offline_hours_smoke: tuple[float, float] = (26.0, 72.0)  # daily heartbeat
+    offline_hours_connected: tuple[float, float] = (0.5, 12.0)  # elevators, e-bike sensors (minutes)
     meter_reset_per_meter_day: float = 0.0002
 
 

@@ -783,7 +783,12 @@ class Scenario:
             t = self._at(rng, day, lo, hi, rng.uniform(0, 1440))
             if t is None or not self._free(did, t):
                 continue
-            end = t + int(rng.uniform(*p.offline_hours) * HOUR_MS)
+            hours = {
+                "smoke": p.offline_hours_smoke,
+                "elevator": p.offline_hours_connected,
+                "ebike": p.offline_hours_connected,
+            }.get(dtype, p.offline_hours)
+            end = t + int(rng.uniform(*hours) * HOUR_MS)
             self._hold(did, end)
             if dtype == "ebike":
                 self.sensor_busy[self.d.ebikes.ids.index(did)] = end

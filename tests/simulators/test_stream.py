@@ -260,3 +260,15 @@ def test_options_are_checked() -> None:
     d = build_district(5, seed=1)
     with pytest.raises(ValueError, match="multiple of 60"):
         Simulation(d, start_ms=0, end_ms=DAY_MS, seed=1, options=TrafficOptions(ebike_interval_s=90))
+
+
+@pytest.mark.parametrize("households", [1, 2, 7])
+def test_tiny_streets_run_with_every_option(households: int) -> None:
+    d = build_district(households, seed=2)
+    t0 = parse_start("2026-03-02")
+    opts = TrafficOptions(nbiot_share=1.0, power_batch_share=1.0, late_share=0.1, malformed_share=0.01)
+    sim = Simulation(d, start_ms=t0, end_ms=t0 + 2 * DAY_MS, seed=2, options=opts)
+    msgs = list(sim.messages())
+    malformed = sum(json.loads(x)["kind"] == MALFORMED for x in sim.truth_lines())
+    rejected = sum(bool(decode_message(m.topic, m.payload, received_at=m.send_ms).rejected) for m in msgs)
+    assert msgs and sim.stats.batches >= 2 * households and rejected <= malformed
