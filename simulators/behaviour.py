@@ -580,14 +580,15 @@ def _block(
     r, t = _household_moments(rng, prow, s, e, mop)
     water.add(r, t, np.full(len(r), 5.0), rng.uniform(8, 15, len(r)) / 5.0)
 
-    # extra flows: taps left running, cleaning days
+    # extra flows: taps left running, cleaning days (a tap keeps running whatever befalls the resident)
+    flows = _Loads()
     for kind in (CONTINUOUS_FLOW, CLEANING):
         for inc in by_kind.get(kind, []):
             if b0 <= inc.index < b1:
                 a = minute_of(inc.start)
                 z = minute_of(inc.end or t0 + DAY_MS)
                 if z > a:
-                    water.add(
+                    flows.add(
                         np.array([inc.index - b0]),
                         np.array([a]),
                         np.array([z - a]),
@@ -711,6 +712,7 @@ def _block(
         for rc in rows_c.tolist():
             keep = eb.base_w[sensor[rc]] + (fridge[rc] if fridge_c[rc] else 0.0)
             circuits[sensor[rc]] = np.where(absent[rc], keep, circuits[sensor[rc]])
+    flow += flows.render(nb)
     water_slots = flow.reshape(nb, SLOTS, 15).sum(axis=2)
     power_slots = watts.reshape(nb, SLOTS, 15).sum(axis=2) / 60.0
     return water_slots, power_slots

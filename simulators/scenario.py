@@ -374,7 +374,6 @@ class Scenario:
                 continue
             extra = int(rng.integers(p.visitors_extra[0], p.visitors_extra[1] + 1))
             end = t + int(rng.uniform(*p.visitors_days) * DAY_MS)
-            self.suspended_until[h] = max(self.suspended_until[h], 0)
             out.append(
                 Incident(
                     VISITORS,
@@ -433,7 +432,7 @@ class Scenario:
         cand = np.flatnonzero(free)
         for h in _choose(rng, cand, int(rng.poisson(p.cleaning_day_per_household_day * len(cand)))):
             t = self._at(rng, day, lo, hi, rng.uniform(8 * 60, 15 * 60))
-            if t is None:
+            if t is None or self.suspended_until[h] > t:
                 continue
             minutes = int(rng.integers(p.cleaning_minutes[0], p.cleaning_minutes[1] + 1))
             lpm = round(float(rng.uniform(*p.cleaning_lpm)), 2)
@@ -454,7 +453,7 @@ class Scenario:
         hit = cand[rng.random(len(cand)) < p.tap_running_per_household_day * weight]
         for h in hit.tolist():
             t = self._at(rng, day, lo, hi, rng.uniform(6 * 60, 23 * 60))
-            if t is None:
+            if t is None or self.suspended_until[h] > t:
                 continue
             hours = float(rng.uniform(*p.tap_running_hours))
             lpm = round(float(rng.uniform(*p.tap_running_lpm)), 2)
