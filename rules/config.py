@@ -130,8 +130,9 @@ class ContinuousFlowParams(_Params):
     """`water.continuous_flow`: water used in every interval for longer than `min_span_s`."""
 
     min_span_s: float = Field(default=2 * 3600, gt=0)
-    min_litres: float = Field(default=1, gt=0, description="use below this in an interval is a pause")
+    min_lpm: float = Field(default=0.4, gt=0, description="an interval below this rate (L/min) is a pause")
     max_gap_s: float = Field(default=3600, gt=0, description="a longer gap between readings is a gap, not flow")
+    steady_fraction: float = Field(default=0.3, ge=0, le=1, description="lowest interval over the mean: steadiness")
 
 
 class LoneElderParams(_Params):
@@ -139,6 +140,7 @@ class LoneElderParams(_Params):
 
     min_litres: float = Field(default=2, gt=0, description="a water draw this big in an interval is activity")
     min_active_wh: float = Field(default=40, gt=0, description="energy above standby per 15 min that is activity")
+    min_active_w: float = Field(default=25, gt=0, description="mean power above the night's peak that is activity")
     min_days: int = Field(default=7, ge=1, le=14, description="days of routine before it replaces the fixed rule")
     margin: float = Field(default=1.2, ge=1)
     slack_h: float = Field(default=0.5, ge=0)

@@ -10,14 +10,15 @@ a district at once, vectorised with numpy:
    households of the same building (and of the residential area when the building has too few)
    by a robust z-score, (x − median) / (1.4826 · MAD), so a building of big users or a hot week
    does not flag everyone.
-3. **Both utilities, and night life.** A day is suspicious only when water *and* power are both
-   far above what the registration explains and above the neighbours, and the household is not
-   dark at night (00:00–05:00 use at least a fraction of its building's usual night share):
-   a shop run from a flat burns power by day but is dark at night and uses little water; a large
-   registered family is explained by its registration; a family with one or two unregistered
-   members stays under `min_extra_occupants`.
+3. **Night life, or sheer volume.** A day is suspicious when the flat uses more water than its
+   registration explains (`min_ratio`), above its neighbours, *and* a real share of it at night
+   (00:00–05:00, `min_night_share`): tenants on shifts come and go at night, families sleep. Or
+   when water *and* power are both far above the registration and the neighbours
+   (`heavy_*`) and the flat is not dark at night. A shop run from a flat uses water and power
+   by day but is dark at night; a large registered family is explained by its registration; a
+   family with one or two unregistered members sleeps at night.
 4. **Persistence.** A lead is raised when at least `min_days` of the last `window_days` days were
-   suspicious (12 of 14 by default): relatives visiting for a week do not make a lead.
+   suspicious (11 of 14 by default): relatives visiting for a week do not make a lead.
 5. **Explanation.** Every lead carries the numbers a grid worker needs at the door: water and
    energy per day against what the registration explains, the multiple of the building median,
    the night share, and how many days of the window.
@@ -28,6 +29,7 @@ later exceeds `worsen_factor` times the score it had when it was dismissed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,12 +46,18 @@ class GroupRentalParams(BaseModel):
     enabled: bool = True
     water_l_per_person: float = Field(default=125.0, gt=0, description="DOMAIN.md: urban household use per person")
     kwh_per_person: float = Field(default=1.7, gt=0, description="DOMAIN.md: residential electricity per person")
-    min_ratio: float = Field(default=2.5, gt=1, description="implied occupants over registered, both utilities")
-    min_extra_occupants: float = Field(default=3.5, gt=0, description="implied minus registered, by water")
-    min_peer_z: float = Field(default=3.0, gt=0, description="robust z against the building's households")
-    min_night_fraction: float = Field(default=0.5, ge=0, description="of the building's median night share")
+    # a crowded flat where people come and go at night (shift workers): excess water, night life
+    min_ratio: float = Field(default=1.3, gt=0, description="window water over what the registration explains")
+    min_night_share: float = Field(default=0.06, ge=0, description="of the window's water drawn 00:00-05:00")
+    min_peer_z: float = Field(default=1.0, description="robust z of water per registered occupant in the building")
+    # a crowded flat by sheer volume: both utilities far above registration and neighbours
+    heavy_ratio: float = Field(default=2.5, gt=0)
+    heavy_power_ratio: float = Field(default=2.0, gt=0)
+    heavy_peer_z: float = Field(default=3.0)
+    heavy_night_share: float = Field(default=0.02, ge=0, description="even then, not dark at night (a shop is)")
+    day_ratio: float = Field(default=1.2, gt=0, description="a day with water above this ratio counts as a day")
     window_days: int = Field(default=14, ge=3)
-    min_days: int = Field(default=12, ge=1)
+    min_days: int = Field(default=9, ge=1, description="days of the window above day_ratio")
     min_peers: int = Field(default=5, ge=2, description="below this many, compare with the residential area")
     suppress_days: int = Field(default=90, ge=0)
     worsen_factor: float = Field(default=1.5, gt=1)
@@ -108,42 +116,41 @@ def robust_z(x: F, groups: NDArray[np.int64], min_peers: int, fallback: NDArray[
     return z, med
 
 
-def daily_suspicion(f: HouseholdDays, p: GroupRentalParams) -> tuple[NDArray[np.bool_], dict[str, F]]:
-    """Which household-days look like far more occupants than registered; with the intermediate figures."""
-    reg = np.maximum(f.registered, 1).astype(np.float64)[:, None]
-    implied_w = f.water_l / p.water_l_per_person
-    implied_e = f.kwh / p.kwh_per_person
-    wpc = f.water_l / reg
-    epc = f.kwh / reg
-    z_w, med_w = robust_z(wpc, f.building, p.min_peers, f.area)
-    z_e, med_e = robust_z(epc, f.building, p.min_peers, f.area)
-    night = np.where(np.isnan(f.night_water_share), 0.0, f.night_water_share)
-    night_med = np.zeros_like(night)
-    for b in np.unique(f.building):
-        rows = np.flatnonzero(f.building == b)
-        with np.errstate(all="ignore"):
-            night_med[rows] = np.nanmedian(f.night_water_share[rows], axis=0)
-    night_med = np.where(np.isnan(night_med), 0.0, night_med)
-    with np.errstate(invalid="ignore"):
-        suspicious = (
-            (implied_w >= p.min_ratio * reg)
-            & (implied_e >= p.min_ratio * reg * 0.8)  # power rises less than water with people (shared appliances)
-            & (implied_w - reg >= p.min_extra_occupants)
-            & (z_w >= p.min_peer_z)
-            & (z_e >= p.min_peer_z * 0.5)
-            & (night >= p.min_night_fraction * night_med)
-        )
-    suspicious &= ~np.isnan(f.water_l) & ~np.isnan(f.kwh)
-    score = np.sqrt(np.maximum(implied_w, 0) * np.maximum(implied_e, 0)) / reg
-    return suspicious, {
-        "implied_w": implied_w,
-        "implied_e": implied_e,
-        "z_w": z_w,
-        "z_e": z_e,
-        "med_w": med_w,
-        "med_e": med_e,
-        "score": score,
-        "night_med": night_med,
+def window_figures(f: HouseholdDays, p: GroupRentalParams, lo: int, hi: int) -> dict[str, F]:
+    """Per household, the window [lo, hi) summarised: medians of the daily ratios, the night share of
+    the window's water, the robust z against the building, and how many days were above `day_ratio`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: households without data
+        return _window_figures(f, p, lo, hi)
+
+
+def _window_figures(f: HouseholdDays, p: GroupRentalParams, lo: int, hi: int) -> dict[str, F]:
+    reg = np.maximum(f.registered, 1).astype(np.float64)
+    water = f.water_l[:, lo:hi]
+    kwh = f.kwh[:, lo:hi]
+    with np.errstate(all="ignore"):
+        ratio_days = water / p.water_l_per_person / reg[:, None]
+        ratio = np.nanmedian(ratio_days, axis=1)
+        power_ratio = np.nanmedian(kwh / p.kwh_per_person / reg[:, None], axis=1)
+        night_l = np.nansum(np.nan_to_num(f.night_water_share[:, lo:hi]) * np.nan_to_num(water), axis=1)
+        total_l = np.nansum(water, axis=1)
+        night = np.where(total_l > 0, night_l / np.maximum(total_l, 1e-9), 0.0)
+        wpc = np.nanmedian(water, axis=1) / reg
+        epc = np.nanmedian(kwh, axis=1) / reg
+    z_w, med_w = robust_z(wpc[:, None], f.building, p.min_peers, f.area)
+    _, med_e = robust_z(epc[:, None], f.building, p.min_peers, f.area)
+    days = np.sum(ratio_days >= p.day_ratio, axis=1)
+    return {
+        "ratio": ratio,
+        "power_ratio": power_ratio,
+        "night": night,
+        "z_w": z_w[:, 0],
+        "med_w": med_w[:, 0],
+        "med_e": med_e[:, 0],
+        "days": days.astype(np.float64),
+        "water": np.nanmedian(water, axis=1),
+        "kwh": np.nanmedian(kwh, axis=1),
+        "valid": np.sum(~np.isnan(water) & ~np.isnan(kwh), axis=1).astype(np.float64),
     }
 
 
@@ -162,25 +169,31 @@ def leads(
         return []
     d = len(f.days) - 1 if day_index is None else day_index
     lo = max(0, d - p.window_days + 1)
-    sus, x = daily_suspicion(f, p)
-    window = sus[:, lo : d + 1]
-    count = window.sum(axis=1)
+    x = window_figures(f, p, lo, d + 1)
+    with np.errstate(invalid="ignore"):
+        enough = (x["valid"] >= p.min_days) & (x["days"] >= p.min_days)
+        night_life = (x["ratio"] >= p.min_ratio) & (x["night"] >= p.min_night_share) & (x["z_w"] >= p.min_peer_z)
+        volume = (
+            (x["ratio"] >= p.heavy_ratio)
+            & (x["power_ratio"] >= p.heavy_power_ratio)
+            & (x["z_w"] >= p.heavy_peer_z)
+            & (x["night"] >= p.heavy_night_share)
+        )
+        hit = enough & (night_life | volume)
     out: list[Lead] = []
-    for h in np.flatnonzero(count >= p.min_days).tolist():
-        days = np.flatnonzero(window[h]) + lo
-        score = float(np.median(x["score"][h, days]))
+    for h in np.flatnonzero(hit).tolist():
         hid = f.household_ids[h]
+        reg = int(max(f.registered[h], 1))
+        score = float(np.sqrt(max(x["ratio"][h], 0) * max(x["power_ratio"][h], 0)) * (1 + 5 * x["night"][h]))
         if dismissed and hid in dismissed:
             at, old = dismissed[hid]
             if d - at < p.suppress_days and score < p.worsen_factor * old:
                 continue
-        reg = int(max(f.registered[h], 1))
-        water = float(np.median(f.water_l[h, days]))
-        kwh = float(np.median(f.kwh[h, days]))
-        med_w = float(np.nanmedian(x["med_w"][h, days]))
-        med_e = float(np.nanmedian(x["med_e"][h, days]))
-        night = float(np.nanmedian(f.night_water_share[h, days]))
+        water, kwh = float(x["water"][h]), float(x["kwh"][h])
+        med_w, med_e = float(x["med_w"][h]), float(x["med_e"][h])
         expected_w = reg * p.water_l_per_person
+        n_days, span = int(x["days"][h]), d - lo + 1
+        vs_median = (water / reg) / med_w if med_w > 0 else float("nan")
         evidence = {
             "registered_occupants": int(f.registered[h]),
             "water_m3_per_day": round(water / 1000, 2),
@@ -188,17 +201,18 @@ def leads(
             "kwh_per_day": round(kwh, 1),
             "kwh_expected": round(reg * p.kwh_per_person, 1),
             "implied_occupants": round(water / p.water_l_per_person, 1),
-            "water_vs_building_median": round((water / reg) / med_w, 1) if med_w > 0 else None,
+            "water_vs_building_median": round(vs_median, 1) if med_w > 0 else None,
             "kwh_vs_building_median": round((kwh / reg) / med_e, 1) if med_e > 0 else None,
-            "night_share": round(night, 3),
-            "days_flagged": len(days),
-            "window_days": int(d - lo + 1),
-            "first_day": f.days[int(days[0])],
+            "night_share": round(float(x["night"][h]), 3),
+            "pattern": "night_life" if bool(night_life[h]) else "volume",
+            "days_flagged": n_days,
+            "window_days": span,
+            "first_day": f.days[lo],
             "last_day": f.days[d],
             "summary": (
                 f"water {water / 1000:.2f} m³/day vs {expected_w / 1000:.2f} expected for {int(f.registered[h])}"
-                f" registered; {(water / reg) / med_w if med_w > 0 else float('nan'):.1f}x building median;"
-                f" {kwh:.1f} kWh/day; {len(days)} of {d - lo + 1} days"
+                f" registered; {vs_median:.1f}x building median; {100 * float(x['night'][h]):.0f} % of it at"
+                f" night; {kwh:.1f} kWh/day; {n_days} of {span} days"
             ),
         }
         out.append(Lead(hid, f.days[d], round(score, 2), evidence))

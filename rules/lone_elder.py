@@ -2,8 +2,12 @@
 
 For households tagged `lone_elder`, the water and power meters (15-min cumulative registers) are
 turned into *activity*: a water draw of at least `min_litres` in an interval, or an interval's
-energy at least `min_active_wh` above the household's standby level (a slowly tracked low
-level: fridge, router, standby). Between two activities lies a *quiet spell*.
+mean power (`power_w`) at least `min_active_w` above what the flat draws at night — the median
+of the last nights' highest 15-min power between 01:00 and 05:00, when a fridge cycles and
+nothing else runs. Lights, a television, a kettle count; a fridge does not. Before three nights
+are known, or for meters without `power_w`, an interval's energy at least `min_active_wh`
+above a slowly tracked standby level counts instead. Between two activities lies a *quiet
+spell*.
 
 The routine is learned per household and per hour of the day (local time, Asia/Shanghai): for
 each of the last `window_days` days and each hour, the longest quiet spell that was going on at
@@ -45,6 +49,7 @@ DAY_MS = 86_400_000
 LOCAL_OFFSET_MS = 8 * HOUR_MS  # Asia/Shanghai, no daylight saving
 TAG = "lone_elder"
 WINDOW_DAYS = 14
+NIGHTS = 7
 
 
 def local_hour(ts: int) -> int:
@@ -79,6 +84,8 @@ class LoneElderState:
     last_day: int = -1
     days_learned: int = 0
     water_hours: array[float] = field(default_factory=lambda: _zeros(12))  # litres per hour, ring
+    nights: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))  # peak W 01-05h per night
+    night_day: int = -1
     water_hour: int = -1  # absolute hour index of the ring's newest slot
     day: int = -1
     day_litres: float = 0.0
@@ -118,6 +125,25 @@ def _learn_spell(st: LoneElderState, start: int, end: int) -> None:
         st.spells[i] = max(st.spells[i], q)
         h += HOUR_MS
         n += 1
+
+
+def _note_night(st: LoneElderState, ts: int, watts: float) -> None:
+    """Remember the highest 15-min power of each night between 01:00 and 05:00."""
+    day = local_day(ts)
+    slot = day % NIGHTS
+    if st.night_day != day:
+        st.night_day = day
+        st.nights[slot] = 0
+    w = min(int(watts) + 1, 65535)
+    st.nights[slot] = max(st.nights[slot], w)
+
+
+def _night_peak(st: LoneElderState) -> float | None:
+    """The median of the recent nights' peaks: what the flat draws when everyone sleeps; None before 3 nights."""
+    seen = sorted(v for v in st.nights if v > 0)
+    if len(seen) < 3:
+        return None
+    return float(seen[len(seen) // 2] - 1)
 
 
 def _roll(st: LoneElderState, day: int) -> None:
@@ -212,7 +238,15 @@ def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: Ctx) -> list[Detect
             return None
         prev_ts, prev = st.p_ts, st.p_total
         st.p_ts, st.p_total = r.ts, float(total)
-        if prev_ts >= 0 and total >= prev and r.ts - prev_ts <= 2 * HOUR_MS:
+        watts = r.values.get("power_w")
+        peak = _night_peak(st)
+        if isinstance(watts, int | float) and peak is not None:
+            # The interval's mean power above what the flat draws at night (fridge cycles, standby):
+            # lights, a television, cooking.
+            if watts >= peak + p.min_active_w:
+                active = True
+                st.last_power = r.ts
+        elif prev_ts >= 0 and total >= prev and r.ts - prev_ts <= 2 * HOUR_MS:
             wh15 = (total - prev) * 1000.0 * 900_000 / (r.ts - prev_ts)
             if st.standby_wh < 0 or wh15 < st.standby_wh:
                 st.standby_wh = wh15
@@ -221,6 +255,8 @@ def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: Ctx) -> list[Detect
             if wh15 - st.standby_wh >= p.min_active_wh:
                 active = True
                 st.last_power = r.ts
+        if isinstance(watts, int | float) and 1 <= local_hour(r.ts) < 5:
+            _note_night(st, r.ts, float(watts))
     else:
         return None
     now = max(st.w_ts, st.p_ts)

@@ -1,11 +1,14 @@
 """`water.continuous_flow`: water drawn in every interval for longer than `min_span_s`.
 
-A household's use pauses many times a day; a tap left running, a leaking cistern or a burst
-pipe does not (Shenzhen Longgang: use in every half-hour of a day; Nagano: 2 h of continuous
+A household's use pauses many times a day; a tap left running (0.5 L/min and more), a running
+cistern or a burst pipe does not (Shenzhen Longgang: use in every half-hour of a day; Nagano: 2 h of continuous
 use). Consumption is the difference of the cumulative register between readings, in event
 time: a reading at or before the last one carries no new information and is ignored (an
 out-of-order or repeated reading); a register that goes down is a reset or a replaced meter
-and starts over; a gap longer than `max_gap_s` is a gap, not proof of flow. The alarm is
+and starts over; a gap longer than `max_gap_s` is a gap, not proof of flow. A running tap or a
+leak is steady: the lowest interval of the span must stay above `steady_fraction` of the span's
+mean rate, which a busy household's evening of showers and flushes — water in every interval,
+but in bursts — does not. The alarm is
 major for a `lone_elder` household (a running tap may mean a fall), minor otherwise, and it
 clears at the first interval with no use.
 """
@@ -24,6 +27,8 @@ class FlowState:
     last_total: float = 0.0
     since: int = -1
     litres: float = 0.0
+    intervals: int = 0
+    min_rate: float = 0.0  # litres per minute, the lowest of the span's intervals
     raised: bool = False
 
 
@@ -55,7 +60,7 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
         return None
     used_l = (total - prev_total) * 1000.0
     gap = r.ts - prev_ts > p.max_gap_s * 1000
-    if used_l < 0 or gap or used_l < p.min_litres:
+    if used_l < 0 or gap or used_l * 60_000 / (r.ts - prev_ts) < p.min_lpm:
         was = st.raised
         st.since, st.litres, st.raised = -1, 0.0, False
         if was:
@@ -64,10 +69,18 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
             sev = Severity.MAJOR if lone else Severity.MINOR
             return [_det(r, st, DetectionAction.CLEAR, sev, {"reason": reason, "device_id": r.device_id})]
         return None
+    rate = used_l * 60_000 / (r.ts - prev_ts)
     if st.since < 0:
-        st.since = prev_ts
+        st.since, st.litres, st.intervals, st.min_rate = prev_ts, 0.0, 0, rate
     st.litres += used_l
-    if not st.raised and r.ts - st.since >= p.min_span_s * 1000:
+    st.intervals += 1
+    st.min_rate = min(st.min_rate, rate)
+    hours_so_far = (r.ts - st.since) / 3_600_000
+    mean_rate = st.litres / (hours_so_far * 60) if hours_so_far > 0 else 0.0
+    # A tap or a leak flows steadily: its lowest interval stays near the mean. A busy household's
+    # evening (showers, flushes, dishes) uses water in every interval too, but in bursts.
+    steady = st.min_rate >= p.steady_fraction * mean_rate
+    if not st.raised and steady and r.ts - st.since >= p.min_span_s * 1000:
         st.raised = True
         lone = ctx.topology.has_tag(r.household_id, "lone_elder")
         hours = (r.ts - st.since) / 3_600_000
@@ -84,6 +97,7 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
                     "litres": round(st.litres, 1),
                     "litres_per_hour": round(st.litres / hours, 1) if hours > 0 else None,
                     "lone_elder": lone,
+                    "lowest_l_per_min": round(st.min_rate, 2),
                 },
             )
         ]

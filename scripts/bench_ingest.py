@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from collectors.service import PRIORITY_SUBSCRIPTIONS, SUBSCRIPTIONS, Batch, Col
 from simulators.district import generate
 from whistle.bus import MemoryBus
 from whistle.domain import Reading
+from whistle.mosquitto import MOSQUITTO_CANDIDATES, MosquittoError, find_binary, start_mosquitto, stop_process
 from whistle.registry import DeviceDirectory, import_registry, parse_registry
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
@@ -66,7 +66,6 @@ from whistle.timeutil import now_ms
 
 log = logging.getLogger("bench_ingest")
 
-MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -308,69 +307,6 @@ def publisher_figures(results: list[dict[str, Any]], total: int) -> tuple[Publis
 
 
 # Processes: Mosquitto, CPU accounting ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def find_binary(name: str, candidates: Sequence[str] = ()) -> str:
-    found = shutil.which(name) or next((c for c in candidates if os.path.exists(c)), None)
-    if not found:
-        raise BenchError(f"{name} is not installed (Debian: apt-get install -y mosquitto mosquitto-clients)")
-    return found
-
-
-@dataclass
-class Broker:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def start_mosquitto(workdir: Path) -> Broker:
-    """A private Mosquitto on a free loopback port (the test fixture's config, plus subscribe logging)."""
-    binary = find_binary("mosquitto", MOSQUITTO_CANDIDATES)
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf, logf = workdir / "mosquitto.conf", workdir / "mosquitto.log"
-    conf.write_text(
-        f"listener {port} {HOST}\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        "max_queued_messages 0\n"
-        "max_inflight_messages 1000\n"
-        "log_dest stderr\n"
-        "log_type error\nlog_type warning\nlog_type subscribe\n"
-    )
-    with logf.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"mosquitto exited with {proc.returncode}: {logf.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return Broker(port, proc, logf)
-        except OSError:
-            time.sleep(0.05)
-    stop_process(proc)
-    raise BenchError(f"mosquitto did not listen on {HOST}:{port} within 15 s")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def cpu_seconds(stat_path: str) -> float:
@@ -865,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = asyncio.run(main_async(args))
-    except BenchError as exc:
+    except (BenchError, MosquittoError) as exc:
         print(f"bench_ingest: {exc}", file=sys.stderr)
         return 1
     if args.json_out:

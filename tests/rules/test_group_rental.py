@@ -60,6 +60,12 @@ def test_an_ordinary_district_makes_no_lead() -> None:
         assert ids(district(seed=seed)) == set()
 
 
+def test_a_crowded_flat_with_night_life_but_modest_water_is_a_lead() -> None:
+    f = district({3: {"registered": 2, "actual": 4, "night": 0.15}})
+    assert ids(f) == {"H03"}
+    assert leads(f, P)[0].evidence["pattern"] == "night_life"
+
+
 def test_a_flat_of_ten_registered_for_two_is_a_lead_with_its_evidence() -> None:
     f = district({3: {"registered": 2, "actual": 10, "night": 0.08}})
     (lead,) = leads(f, P)
@@ -87,9 +93,9 @@ def test_visitors_for_a_week_are_not_a_lead() -> None:
 
 
 def test_persistence_counts_days_of_the_window() -> None:
-    f = district({3: {"registered": 2, "actual": 10, "days": range(DAYS - 11, DAYS)}})
-    assert ids(f) == set()  # 11 of 14 days
-    f = district({3: {"registered": 2, "actual": 10, "days": range(DAYS - 12, DAYS)}})
+    f = district({3: {"registered": 2, "actual": 10, "days": range(DAYS - 6, DAYS)}})
+    assert ids(f) == set()  # 6 of 14 days
+    f = district({3: {"registered": 2, "actual": 10, "days": range(DAYS - 10, DAYS)}})
     assert ids(f) == {"H03"}
 
 
