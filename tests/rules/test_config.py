@@ -45,14 +45,14 @@ def test_overrides_apply_from_least_to_most_specific() -> None:
                     "grid": "RJ-G1",
                     "rules": {"water.continuous_flow": {"min_span_s": 9000}},
                 },  # most specific, listed first
-                {"street": "RJ", "rules": {"water.continuous_flow": {"min_span_s": 8000, "min_litres": 2}}},
+                {"street": "RJ", "rules": {"water.continuous_flow": {"min_span_s": 8000, "min_lpm": 2}}},
                 {"device_type": "water", "rules": {"device.offline": {"intervals_s": {"water": 1800}}}},
             ],
         }
     )
     micro = cfg.params(street="RJ", grids=("RJ-G1-M01", "RJ-G1"), device_type=DeviceType.WATER)
     assert micro.continuous_flow.min_span_s == 9000  # the parent grid's override reaches its micro-grid
-    assert micro.continuous_flow.min_litres == 2  # merged from the street layer
+    assert micro.continuous_flow.min_lpm == 2  # merged from the street layer
     assert micro.offline.interval_ms(DeviceType.WATER) == 1_800_000
     assert micro.offline.interval_ms(DeviceType.POWER) == 2_700_000  # untouched keys keep their defaults
     other_street = cfg.params(street="XX", grids=("XX-G1",), device_type=DeviceType.POWER)
