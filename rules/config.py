@@ -86,6 +86,7 @@ class EbikeParams(_Params):
     cycling_confirm_min: float = Field(default=45, gt=0, description="hold needed on a circuit that cycles")
     likely_max_w: float = Field(default=450, gt=0, description="steps above this also need the longer hold")
     cycling_episodes: int = Field(default=2, ge=1, description="short episodes a day that mark a cycling load")
+    warmup_h: float = Field(default=6, ge=0, description="a new sensor needs the longer hold this many hours")
     short_episode_min: float = Field(default=40, gt=0)
     stop_samples: int = Field(default=3, ge=1, description="samples back at standby that end a session")
     max_gap_s: float = Field(default=300, gt=0, description="a longer gap in samples restarts detection")

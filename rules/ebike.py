@@ -13,7 +13,8 @@ such a circuit look different within minutes:
 - air conditioners and fridges cycle: their samples jump between on and off, and their
   episodes end within tens of minutes. A circuit that has shown `cycling_episodes` short
   episodes in the last day has to hold a load for `cycling_confirm_min` instead of
-  `confirm_min` before it is called charging.
+  `confirm_min` before it is called charging — as does a sensor in its first `warmup_h` hours,
+  before it has had the time to show whether a fridge cycles on its circuit.
 
 So the rule raises once a load inside the band has held for `confirm_min` (8 min, inside the
 10-min target) with no sample-to-sample step above `max_ripple` and no climb above
@@ -45,6 +46,7 @@ class EbikeState:
     peak: float = 0.0
     short: list[int] = field(default_factory=list)
     by_event: bool = False
+    first_ts: int = -1
 
 
 def _det(r: Reading, action: DetectionAction, ev: dict[str, object]) -> Detection:
@@ -93,6 +95,8 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
         return None
     gap = r.ts - st.last_ts if st.last_ts >= 0 else 0
     st.last_ts = r.ts
+    if st.first_ts < 0:
+        st.first_ts = r.ts
     w = float(w)
     if st.baseline < 0 or w < st.baseline:
         st.baseline = w
@@ -119,9 +123,9 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
         if gap > p.max_gap_s * 1000 or level < p.min_step_w / 2:
             _end_episode(st, r.ts, p.short_episode_min * 60_000)
         elif level > p.max_step_w or level < p.min_step_w * 0.8:
-            st.phase = IDLE  # left the band: a bigger appliance came on, or the load fell away
+            _end_episode(st, r.ts, p.short_episode_min * 60_000)  # left the band: it was something else
         elif st.n >= 2 and (abs(w - st.prev) > p.max_ripple * level or level > st.ref * (1 + p.max_rise)):
-            st.phase = IDLE  # too jumpy or climbing: not a charger
+            _end_episode(st, r.ts, p.short_episode_min * 60_000)  # too jumpy or climbing: not a charger
         else:
             st.n += 1
             if st.n == 2:
@@ -130,7 +134,8 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
             st.peak = max(st.peak, level)
             horizon = r.ts - DAY_MS
             cycling = sum(1 for t in st.short if t > horizon) >= p.cycling_episodes
-            slow = cycling or st.ref > p.likely_max_w
+            young = r.ts - st.first_ts < p.warmup_h * 3_600_000  # a circuit not yet seen cycle or not
+            slow = cycling or young or st.ref > p.likely_max_w
             hold = (p.cycling_confirm_min if slow else p.confirm_min) * 60_000
             if r.ts - st.start_ts >= hold:
                 st.phase, st.low = CHARGING, 0
@@ -146,6 +151,7 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
                             "standby_w": round(st.baseline, 1),
                             "samples": st.n,
                             "cycling_circuit": cycling,
+                            "new_sensor": young,
                         },
                     )
                 ]

@@ -18,7 +18,7 @@ def sample(ts: int, w: float) -> Reading:
 
 def run(watts: Iterable[float], st: EbikeState | None = None, start: int = T0) -> list[tuple[int, str]]:
     """(minute, action) of every detection over a series of one-minute samples."""
-    st = st or EbikeState()
+    st = st or warmed(start)
     c = ctx(start)
     out = []
     for i, w in enumerate(watts):
@@ -27,6 +27,11 @@ def run(watts: Iterable[float], st: EbikeState | None = None, start: int = T0) -
             assert d.kind is AlarmKind.EBIKE_INDOOR_CHARGING
             out.append((i, d.action.value))
     return out
+
+
+def warmed(start: int = T0) -> EbikeState:
+    """A sensor that has been on its circuit for a while (past its warm-up)."""
+    return EbikeState(first_ts=start - 7 * 3_600_000)
 
 
 def charger(minutes: int, watts: float = 180.0, cc_minutes: int = 240) -> list[float]:
@@ -54,7 +59,7 @@ def test_a_charge_is_raised_within_ten_minutes_and_cleared_when_it_stops() -> No
 
 
 def test_evidence_explains_the_detection() -> None:
-    st = EbikeState()
+    st = warmed()
     c = ctx(T0)
     dets = []
     for i, w in enumerate(idle(5) + charger(20, watts=250)):
@@ -93,7 +98,7 @@ def test_a_load_that_climbs_is_not_charging() -> None:
 
 
 def test_a_cycling_fridge_is_learned_and_a_real_charge_on_that_circuit_still_found() -> None:
-    st = EbikeState()
+    st = warmed()
     fridge_cycle = [STANDBY + 120] * 20 + idle(40)
     first = run(idle(5) + fridge_cycle * 2, st)
     # the first cycles of a fridge never seen before look like a charge start; they are short, and learned
@@ -105,7 +110,7 @@ def test_a_cycling_fridge_is_learned_and_a_real_charge_on_that_circuit_still_fou
 
 
 def test_duplicates_and_out_of_order_samples_are_ignored() -> None:
-    st = EbikeState()
+    st = warmed()
     c = ctx(T0)
     series = idle(3) + charger(15)
     dets = []
@@ -118,7 +123,7 @@ def test_duplicates_and_out_of_order_samples_are_ignored() -> None:
 
 
 def test_a_long_gap_restarts_detection() -> None:
-    st = EbikeState()
+    st = warmed()
     c = ctx(T0)
     series = idle(3) + charger(5)
     for i, w in enumerate(series):
@@ -130,7 +135,7 @@ def test_a_long_gap_restarts_detection() -> None:
 
 
 def test_device_classified_events_raise_and_clear() -> None:
-    st = EbikeState()
+    st = warmed()
     c = ctx(T0)
     on = reading("EB-1", DeviceType.EBIKE, Channel.EVENT, T0, {"event": "charging_detected"})
     off = reading("EB-1", DeviceType.EBIKE, Channel.EVENT, T0 + 3_600_000, {"event": "charging_stopped"})
@@ -138,3 +143,8 @@ def test_device_classified_events_raise_and_clear() -> None:
     (d2,) = ebike_charging(off, st, c) or []
     assert (d1.action, d2.action) == (DetectionAction.RAISE, DetectionAction.CLEAR)
     assert d2.evidence["duration_ms"] == 3_600_000
+
+
+def test_a_new_sensor_waits_longer_before_calling_a_load_a_charge() -> None:
+    got = run(idle(3) + charger(120), EbikeState())
+    assert got and got[0][1] == "raise" and 45 <= got[0][0] <= 50  # the cycling hold, not 8 minutes
