@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules eval clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-ingest: $(STAMP) system-deps
 
 bench-rules: $(STAMP)
 	$(BIN)/python scripts/bench_rules.py --households 5000 --hours 24 --runs 5 --json-out docs/bench_rules.json $(ARGS)
+
+eval: $(STAMP) system-deps
+	$(BIN)/python scripts/evaluate.py --households 600 --days 21 --seed 7 --json-out docs/evaluation.json --doc docs/EVALUATION.md $(ARGS)
 
 clean:
 	rm -rf $(VENV) .whistle .pytest_cache .mypy_cache .ruff_cache
