@@ -12,7 +12,16 @@ from typing import Self
 
 import httpx
 
-from alerts.channels.base import TIMEOUT, TRANSPORT, Attempt, ChannelNotStarted, Notification, describe, redact
+from alerts.channels.base import (
+    NO_ADDRESS,
+    TIMEOUT,
+    TRANSPORT,
+    Attempt,
+    ChannelNotStarted,
+    Notification,
+    describe,
+    redact,
+)
 from whistle.timeutil import now_ms
 
 log = logging.getLogger("alerts.channels")
@@ -169,7 +178,9 @@ class HttpChannel:
 
 def log_attempt(attempt: Attempt, message: Notification) -> None:
     """One masked line per attempt."""
-    level = logging.INFO if attempt.ok else logging.WARNING
+    # No address on this channel (or not configured) is a skip, not a failure: not worth a warning each time.
+    skipped = attempt.code in (NO_ADDRESS, "not_configured")
+    level = logging.INFO if attempt.ok or skipped else logging.WARNING
     log.log(
         level,
         "notify %s via %s to %s: ok=%s retryable=%s status=%s code=%s %.0fms%s",
