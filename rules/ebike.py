@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.detections import detect
 from rules.processor import Ctx
-from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity, SubjectType
+from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity
 
 IDLE, CANDIDATE, CHARGING = 0, 1, 2
 DAY_MS = 86_400_000
@@ -50,19 +51,7 @@ class EbikeState:
 
 
 def _det(r: Reading, action: DetectionAction, ev: dict[str, object]) -> Detection:
-    return Detection(
-        kind=AlarmKind.EBIKE_INDOOR_CHARGING,
-        severity=Severity.MAJOR,
-        subject_type=SubjectType.DEVICE,
-        subject_id=r.device_id,
-        ts=r.ts,
-        action=action,
-        evidence=ev,
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=f"{r.device_id}:{r.seq if r.seq is not None else r.ts}",
-    )
+    return detect(r, AlarmKind.EBIKE_INDOOR_CHARGING, Severity.MAJOR, action, ev)
 
 
 def _end_episode(st: EbikeState, ts: int, short_ms: float) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.detections import detect
 from rules.processor import Ctx
-from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
+from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity
 
 FAULT_EVENTS = frozenset(
     {
@@ -37,19 +38,7 @@ class ElevatorState:
 
 
 def _det(r: Reading, kind: AlarmKind, severity: Severity, action: DetectionAction, ev: dict[str, object]) -> Detection:
-    return Detection(
-        kind=kind,
-        severity=severity,
-        subject_type=SubjectType.DEVICE,
-        subject_id=r.device_id,
-        ts=r.ts,
-        action=action,
-        evidence=ev,
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=f"{r.device_id}:{r.seq if r.seq is not None else r.ts}",
-    )
+    return detect(r, kind, severity, action, ev)
 
 
 def elevator_events(r: Reading, st: ElevatorState, ctx: Ctx) -> list[Detection] | None:

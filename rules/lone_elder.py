@@ -40,6 +40,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
+from rules.detections import detect
 from rules.processor import Ctx
 from rules.topology import Topology
 from whistle.domain import AlarmKind, Detection, DetectionAction, DeviceType, Reading, Severity, SubjectType
@@ -97,19 +98,7 @@ class LoneElderState:
 def _det(
     r: Reading, kind: AlarmKind, action: DetectionAction, severity: Severity, ts: int, ev: dict[str, object]
 ) -> Detection:
-    return Detection(
-        kind=kind,
-        severity=severity,
-        subject_type=SubjectType.HOUSEHOLD,
-        subject_id=r.household_id or r.device_id,
-        ts=ts,
-        action=action,
-        evidence=ev,
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=f"{r.device_id}:{r.ts}",
-    )
+    return detect(r, kind, severity, action, ev, subject=SubjectType.HOUSEHOLD, ts=ts, source_by_seq=False)
 
 
 def _learn_spell(st: LoneElderState, start: int, end: int) -> None:

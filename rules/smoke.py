@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.detections import detect
 from rules.processor import Ctx
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
 
@@ -38,52 +39,20 @@ class SmokeIncident:
     nuisance: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _building(r: Reading) -> tuple[SubjectType, str]:
-    return (SubjectType.BUILDING, r.building_id) if r.building_id else (SubjectType.DEVICE, r.device_id)
-
-
-def _source(r: Reading) -> str:
-    return f"{r.device_id}:{r.seq if r.seq is not None else r.ts}"
-
-
 def _fire(r: Reading, st: SmokeIncident, action: DetectionAction, **extra: object) -> Detection:
-    subject_type, subject_id = _building(r)
-    return Detection(
-        kind=AlarmKind.SMOKE_FIRE,
-        severity=Severity.CRITICAL,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        ts=r.ts,
-        action=action,
-        evidence={
-            "detectors": list(st.detectors),
-            "detectors_in_alarm": sorted(st.alarming),
-            "confirmed": st.confirmed,
-            "first_alarm_ts": st.started,
-            "trigger": {"device_id": r.device_id, "event": r.values.get("event"), "ts": r.ts},
-            **extra,
-        },
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=_source(r),
-    )
+    evidence = {
+        "detectors": list(st.detectors),
+        "detectors_in_alarm": sorted(st.alarming),
+        "confirmed": st.confirmed,
+        "first_alarm_ts": st.started,
+        "trigger": {"device_id": r.device_id, "event": r.values.get("event"), "ts": r.ts},
+        **extra,
+    }
+    return detect(r, AlarmKind.SMOKE_FIRE, Severity.CRITICAL, action, evidence, subject=SubjectType.BUILDING)
 
 
 def _device(r: Reading, kind: AlarmKind, action: DetectionAction, evidence: dict[str, object]) -> Detection:
-    return Detection(
-        kind=kind,
-        severity=_SEVERITY[kind],
-        subject_type=SubjectType.DEVICE,
-        subject_id=r.device_id,
-        ts=r.ts,
-        action=action,
-        evidence=evidence,
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=_source(r),
-    )
+    return detect(r, kind, _SEVERITY[kind], action, evidence)
 
 
 _SEVERITY = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rules.detections import detect
 from rules.processor import Ctx
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
 
@@ -33,18 +34,8 @@ class FlowState:
 
 
 def _det(r: Reading, st: FlowState, action: DetectionAction, severity: Severity, ev: dict[str, object]) -> Detection:
-    return Detection(
-        kind=AlarmKind.WATER_CONTINUOUS_FLOW,
-        severity=severity,
-        subject_type=SubjectType.HOUSEHOLD if r.household_id else SubjectType.DEVICE,
-        subject_id=r.household_id or r.device_id,
-        ts=r.ts,
-        action=action,
-        evidence=ev,
-        household_id=r.household_id,
-        building_id=r.building_id,
-        grid_id=r.grid_id,
-        source_id=f"{r.device_id}:{r.ts}",
+    return detect(
+        r, AlarmKind.WATER_CONTINUOUS_FLOW, severity, action, ev, subject=SubjectType.HOUSEHOLD, source_by_seq=False
     )
 
 
