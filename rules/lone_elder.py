@@ -53,6 +53,19 @@ WINDOW_DAYS = 14
 NIGHTS = 7
 
 
+MAX_SKEW_MS = 2 * HOUR_MS
+
+
+def _data_time(st: LoneElderState) -> int:
+    """How far the household's data reaches: the older of the two meters' latest readings, so a meter
+    whose messages trail the other's (another gateway, a slower link) is not read as silence — unless
+    it trails by more than two hours (a daily batch, a dead meter): then two hours behind the newer."""
+    if st.w_ts < 0 or st.p_ts < 0:
+        return max(st.w_ts, st.p_ts)
+    hi, lo = max(st.w_ts, st.p_ts), min(st.w_ts, st.p_ts)
+    return lo if hi - lo <= MAX_SKEW_MS else hi - MAX_SKEW_MS
+
+
 def local_hour(ts: int) -> int:
     return ((ts + LOCAL_OFFSET_MS) // HOUR_MS) % 24
 
@@ -248,7 +261,7 @@ def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: Ctx) -> list[Detect
             _note_night(st, r.ts, float(watts))
     else:
         return None
-    now = max(st.w_ts, st.p_ts)
+    now = _data_time(st)
     if st.first_ts < 0:
         st.first_ts = now
     _roll(st, local_day(now))

@@ -6,10 +6,13 @@ pending timers and the offset of the next record. Everything a partition's resul
 is in that object, so snapshotting it with its offset and restoring it later replays exactly.
 
 Time. The partition clock is the largest event time seen on the partition. Rules compare
-event times with it; timers fire when it passes their due time (offline detection, "nothing
-by T"). A partition that receives nothing for `idle_after_ms` of wall time while its clock is
-already within `live_lag_ms` of the wall clock follows the wall clock instead (Flink's idle
-sources): a stream that goes quiet live still fires its timers, but a backfill that pauses
+event times with it; timers fire when the watermark — the clock less `lateness_ms` (10 min),
+the declared bound on how far one device's messages may trail another's — passes their due
+time (offline detection, "nothing by T"): a device whose messages arrive a few minutes behind
+the others (another connection, a slower gateway) is not called offline for it. A partition
+that receives nothing for `idle_after_ms` of wall time while its clock is already within
+`live_lag_ms` of the wall clock follows the wall clock instead (Flink's idle sources): a
+stream that goes quiet live still fires its timers, but a backfill that pauses
 never jumps hours ahead and raises a wave of false timeouts.
 
 Late, out-of-order and duplicate input is each rule's to judge against its own state (a
@@ -99,6 +102,7 @@ class Processor:
         topology: Topology | None = None,
         live_lag_ms: int = 3_600_000,
         idle_after_ms: int = 5_000,
+        lateness_ms: int = 600_000,
     ) -> None:
         self.rules = tuple(rules)
         self._by_input: dict[tuple[DeviceType, Channel], tuple[Rule, ...]] = {}
@@ -111,6 +115,7 @@ class Processor:
         self._params: dict[tuple[str | None, DeviceType], RuleParams] = {}
         self.live_lag_ms = live_lag_ms
         self.idle_after_ms = idle_after_ms
+        self.lateness_ms = lateness_ms
         self._ctx = Ctx(self.topology)
 
     def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
@@ -164,7 +169,7 @@ class Processor:
                 if got:
                     out.extend(got)
         timers = part.timers
-        if timers and timers[0][0] <= part.clock:
+        if timers and timers[0][0] <= part.clock - self.lateness_ms:
             self._fire(part, out)
 
     def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
@@ -192,7 +197,8 @@ class Processor:
         ctx = self._ctx
         ctx._part = part
         timers = part.timers
-        while timers and timers[0][0] <= part.clock:
+        watermark = part.clock - self.lateness_ms
+        while timers and timers[0][0] <= watermark:
             due, _, name, key = heapq.heappop(timers)
             rule = self._by_name.get(name)
             if rule is None or rule.on_timer is None:

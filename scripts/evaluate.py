@@ -89,7 +89,7 @@ def simulate(args: argparse.Namespace, start: str, work: Path, *, publish_to: st
         cmd += ["--registry-out", str(work / "registry.json"), "--truth-out", str(work / "truth.jsonl")]
     else:
         env["WHISTLE_MQTT_URL"] = publish_to
-        cmd += ["--connections", "2"]
+        cmd += ["--connections", str(args.connections)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # noqa: S603 - our own CLI
     if res.returncode != 0:
         raise SystemExit(f"whistle simulate failed ({res.returncode}):\n{res.stderr[-3000:]}")
@@ -358,6 +358,15 @@ async def score(
         eligible=eligible_for("household.group_rental_suspected", span),
     )
 
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT kind, coalesce(evidence ->> 'device_type', evidence ->> 'basis', evidence ->> 'reason', ''),"
+            " count(*) FROM alarms GROUP BY 1, 2 ORDER BY 1, 3 DESC"
+        )
+        breakdown: dict[str, dict[str, int]] = {}
+        for kind, what, n in await cur.fetchall():
+            breakdown.setdefault(kind, {})[what or "-"] = n
+
     def per100(s: KindScore) -> float | None:
         return round(100 * (s.alarms - s.true_alarms) / elder_days, 2) if elder_days else None
 
@@ -371,6 +380,7 @@ async def score(
             "fixed_rule_false_alerts_per_100_elder_days": per100(fixed),
         },
         "group_rental_power_only_baseline": power.as_dict(),
+        "alarms_by_kind_and_cause": breakdown,
     }
 
 
@@ -444,6 +454,7 @@ def cli() -> None:
     ap.add_argument("--power-batch", type=float, default=0.0, help="share of power meters shared in daily batches")
     ap.add_argument("--ebike-interval", type=int, default=60, help="e-bike sensors' sampling interval, s")
     ap.add_argument("--malformed-share", type=float, default=0.0)
+    ap.add_argument("--connections", type=int, default=1, help="MQTT connections the simulator publishes over")
     ap.add_argument("--ingest-only", action="store_true", help="publish and store; report counts, score nothing")
     ap.add_argument("--json-out", type=Path, default=None)
     ap.add_argument("--doc", type=Path, default=None, help="write the Markdown report here (docs/EVALUATION.md)")
