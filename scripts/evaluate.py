@@ -384,6 +384,24 @@ async def score(
     }
 
 
+def targets(report: Mapping[str, Any]) -> str:
+    """The BRIEF.md targets, as table rows with what was measured."""
+    k = report["kinds"]
+    le, gr, eb = k["household.lone_elder_inactive"], k["household.group_rental_suspected"], k["ebike.indoor_charging"]
+    per100 = report["lone_elder"]["model_false_alerts_per_100_elder_days"]
+    rows = [
+        ("group rental precision ≥ 0.9", gr["precision"], (gr["precision"] or 0) >= 0.9),
+        ("group rental recall ≥ 0.85", gr["recall"], (gr["recall"] or 0) >= 0.85),
+        ("lone elder: every incident found", le["recall"], le["recall"] == 1.0),
+        ("lone elder: median delay ≤ 4 h", le["median_delay_h"], (le["median_delay_h"] or 99) <= 4),
+        ("lone elder: ≤ 1 false alert per 100 elder-days", per100, per100 is not None and per100 <= 1),
+        ("e-bike indoor charging precision ≥ 0.95", eb["precision"], (eb["precision"] or 0) >= 0.95),
+    ]
+    return "\n".join(
+        f"| {name} | {fmt(v) if isinstance(v, float) else v} | {'yes' if ok else 'no'} |" for name, v, ok in rows
+    )
+
+
 def write_doc(report: Mapping[str, Any], path: Path, command: str) -> None:
     k = report["kinds"]
     le = report["lone_elder"]
@@ -437,9 +455,33 @@ against precision.
 (this model): lone elder {k["household.lone_elder_inactive"]["false_alarms_on_confounders"]}, group rental
 {gr["false_alarms_on_confounders"]}, e-bike {k["ebike.indoor_charging"]["false_alarms_on_confounders"]}.
 
-Targets (BRIEF.md): group rental precision ≥ 0.9 and recall ≥ 0.85; lone elder every incident found,
-median delay ≤ 4 h, ≤ 1 false alert per 100 elder-days; e-bike indoor charging precision ≥ 0.95.
-The full figures are in `docs/evaluation.json`.
+## Against the targets (BRIEF.md)
+
+| target | measured | met |
+|---|---|---|
+{targets(report)}
+
+## Reading the figures
+
+- **Group rental**: the model's leads are the simulated group rentals, found from their first
+  judged day (the window is 14 days, hence the 336 h "delay"); the electricity-only screen in use
+  today flags large families and misses rentals whose tenants are out by day.
+- **Lone elder**: every inactivity was found, with far fewer false alerts than the 12-hour water
+  rule, but neither the delay nor the false-alert target is met. Onsets are uniform over the day
+  in the simulator; an elder who falls in the evening looks like an elder asleep until the
+  morning, and the simulated elders are often without any detectable activity for 10-12 hours
+  overnight, so the median delay is set by the nights. Most remaining false alerts are the
+  first days of a household (the fixed rule is the cold-start fallback) and undeclared trips
+  (`confounder.elder_away`).
+- **E-bike charging**: precision at target; the charges missed are mostly on circuits where a
+  fridge cycles on top of the charger, which the rule reads as a jumpy load.
+- **Smoke**: the simulated alarms are nuisance alarms (cooking, steam), not fires; life safety
+  first means each still raises `smoke.fire` at once and is then cleared as `self_cleared`, so
+  they count against precision here by design.
+- **Continuous flow**: found, but shops (a hair salon's steady water) and cleaning days raise it
+  too: precision is poor; the feedback of a `false_alarm` outcome is not yet used by this rule.
+
+The full figures, including every alarm by kind and cause, are in `docs/evaluation.json`.
 """
     path.write_text(text, encoding="utf-8")
 
