@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from tests.helpers import small_registry, wait_for
 from whistle.broker import free_port
 from whistle.timeutil import now_ms
 
+T = TypeVar("T")
 TOKEN = "scale-out-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXE = Path(sys.executable).with_name("whistle")
@@ -84,6 +85,12 @@ async def cluster(mosquitto: MosquittoBroker, kafka: str, db_url: str, tmp_path:
                     return False
 
             await wait_for(up, timeout=60, interval=0.2)
+
+            async def collectors_subscribed() -> bool:
+                # A QoS 1 message published before a collector's session exists is not kept for it.
+                return all(logs[f"collector{i}"].read_text().count("subscribed to") >= 2 for i in (1, 2))
+
+            await wait_for(collectors_subscribed, timeout=60, interval=0.2)
             yield {"http": http, "spawn": spawn, "procs": procs, "logs": logs, "db_url": db_url}
     finally:
         for proc in procs.values():
@@ -112,7 +119,7 @@ async def test_roles_in_separate_processes_and_a_killed_rules_worker_restores_it
         async def tickets() -> list[dict[str, Any]]:
             return (await http.get("/api/v1/tickets")).json()["items"]  # type: ignore[no-any-return]
 
-        (t,) = await wait_for(tickets, timeout=60, interval=0.2)
+        (t,) = await with_logs(cluster, wait_for(tickets, timeout=60, interval=0.2))
         assert (t["kind"], t["assignee_id"]) == ("smoke.fire", "W-09")
 
         async def snapshotted() -> bool:  # the rules worker wrote its state (every 5 s)
@@ -135,10 +142,19 @@ async def test_roles_in_separate_processes_and_a_killed_rules_worker_restores_it
             items = (await http.get("/api/v1/alarms")).json()["items"]
             return items[0] if items and items[0]["count"] == 2 else None
 
-        alarm = await wait_for(confirmed, timeout=60, interval=0.2)
+        alarm = await with_logs(cluster, wait_for(confirmed, timeout=60, interval=0.2))
         # the restarted worker remembered the first detector: one incident, two detectors, confirmed
         assert alarm["evidence"]["detectors"] == ["SM-0001", "SM-0002"]
         assert alarm["evidence"]["confirmed"] is True
         assert len(await tickets()) == 1
     finally:
         await pub.stop()
+
+
+async def with_logs(cluster: dict[str, Any], waiting: Awaitable[T]) -> T:
+    """Await; if it fails, fail with the tail of every process's log, which says why."""
+    try:
+        return await waiting
+    except AssertionError as exc:
+        tails = "\n".join(f"--- {name}\n{path.read_text()[-2500:]}" for name, path in cluster["logs"].items())
+        raise AssertionError(f"{exc}\n{tails}") from None
