@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,33 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from whistle.broker import free_port
+from whistle.mosquitto import start_mosquitto
 from whistle.registry import import_registry, parse_registry
 from whistle.runtime import Runtime, run
 from whistle.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\nmax_inflight_messages 1000\nlog_dest stderr\nlog_type error\n"
-    )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return proc, port
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start")
 
 
 def registry(households: int, buildings: int) -> dict[str, Any]:
@@ -139,7 +114,8 @@ def pct(xs: list[float], p: float) -> float:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
-    broker, port = start_mosquitto(work)
+    mosquitto = start_mosquitto(work, log_subscribe=False)
+    port = mosquitto.port
     ctx = mp.get_context("spawn")
     stop_bg = ctx.Event()
     counter = ctx.Value("q", 0)
@@ -220,8 +196,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await run(settings, ["collector", "rules", "alerts"], stop, on_ready=on_ready)
     finally:
         stop_bg.set()
-        broker.terminate()
-        broker.wait(10)
+        mosquitto.stop()
         shutil.rmtree(work, ignore_errors=True)
     return result
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,32 +35,10 @@ sys.path.insert(0, str(ROOT))
 from simulators.district import build_district  # noqa: E402
 from simulators.stream import Simulation, TrafficOptions  # noqa: E402
 from simulators.timebase import DAY_MS, parse_start  # noqa: E402
+from whistle.mosquitto import start_mosquitto  # noqa: E402
 
 WHISTLE = str(Path(sys.executable).with_name("whistle"))
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} {HOST}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 - fixed argv
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
 
 
 def generation(households: int, seed: int) -> dict[str, Any]:
@@ -142,12 +118,12 @@ def main() -> None:
     for name, rate, n, qos, subscribe in configs:
         runs = []
         for _ in range(args.repeat):
-            proc, port = start_mosquitto(workdir)  # a fresh broker per run
+            # a fresh broker per run, with Mosquitto's own in-flight default as measured
+            broker = start_mosquitto(workdir, log_subscribe=False, max_inflight=None)
             try:
-                runs.append(load_run(port, rate, n, qos, args.connections, subscribe))
+                runs.append(load_run(broker.port, rate, n, qos, args.connections, subscribe))
             finally:
-                proc.terminate()
-                proc.wait(10)
+                broker.stop()
         med = {
             "msg_per_s": statistics.median(r["msg_per_s"] for r in runs),
             "cpu_share": statistics.median(r["cpu_share"] for r in runs),

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -20,26 +17,16 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from whistle.broker import free_port
+from whistle.mosquitto import MOSQUITTO_CANDIDATES, Broker, MosquittoError
+from whistle.mosquitto import start_mosquitto as _start_mosquitto
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
 
 # The session's Kafka broker (fixture `kafka`), started on first use only.
 pytest_plugins = ["tests.kafka_fixtures"]
 
-MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 
-
-@dataclass(frozen=True)
-class MosquittoBroker:
-    host: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+MosquittoBroker = Broker
 
 
 def _find_mosquitto() -> str | None:
@@ -72,56 +59,20 @@ def _install_mosquitto() -> str:
     return binary
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"{what} did not listen on {host}:{port} within {timeout} s")
-
-
 def start_mosquitto(workdir: Path, port: int | None = None) -> MosquittoBroker:
-    """A Mosquitto on a free loopback port, persistent sessions without queue limits."""
+    """A Mosquitto on a free loopback port, persistent sessions without queue limits; fails the run if it cannot."""
     binary = _install_mosquitto()
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
-    log = workdir / "mosquitto.log"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        "max_queued_messages 0\n"
-        "max_inflight_messages 1000\n"
-        "log_dest stderr\n"
-        "log_type error\nlog_type warning\n"
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
-    _wait_port("127.0.0.1", port, proc, "mosquitto", log)
-    return MosquittoBroker("127.0.0.1", port, proc, log)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    try:
+        return _start_mosquitto(workdir, port=port, log_subscribe=False, binary=binary)
+    except MosquittoError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
     broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield broker
-    stop_process(broker.process)
+    broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,18 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from whistle.broker import free_port
+
 HOST = "127.0.0.1"
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
 class MosquittoError(RuntimeError):
     """Mosquitto is missing or did not start; the message says which."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def find_binary(name: str, candidates: Sequence[str] = ()) -> str:
@@ -47,6 +43,11 @@ class Broker:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    host: str = HOST
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.proc
 
     @property
     def url(self) -> str:
@@ -56,10 +57,19 @@ class Broker:
         stop_process(self.proc)
 
 
-def start_mosquitto(workdir: Path, *, log_subscribe: bool = True) -> Broker:
-    """Start Mosquitto on a free loopback port and wait until it listens (15 s at most)."""
-    binary = find_binary("mosquitto", MOSQUITTO_CANDIDATES)
-    port = free_port()
+def start_mosquitto(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    log_subscribe: bool = True,
+    max_inflight: int | None = 1000,
+    binary: str | None = None,
+) -> Broker:
+    """Start Mosquitto on a loopback port (a free one by default) and wait until it listens (15 s at most).
+
+    Persistent sessions without a queue limit; `max_inflight` None keeps Mosquitto's own default."""
+    binary = binary or find_binary("mosquitto", MOSQUITTO_CANDIDATES)
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf, logf = workdir / "mosquitto.conf", workdir / "mosquitto.log"
     conf.write_text(
@@ -67,8 +77,8 @@ def start_mosquitto(workdir: Path, *, log_subscribe: bool = True) -> Broker:
         "allow_anonymous true\n"
         "persistence false\n"
         "max_queued_messages 0\n"
-        "max_inflight_messages 1000\n"
-        "log_dest stderr\n"
+        + (f"max_inflight_messages {max_inflight}\n" if max_inflight is not None else "")
+        + "log_dest stderr\n"
         "log_type error\nlog_type warning\n" + ("log_type subscribe\n" if log_subscribe else "")
     )
     with logf.open("wb") as out:
