@@ -59,7 +59,26 @@ def _split(endpoint: str) -> tuple[str, str, str]:
     return parts.netloc.lower(), path, urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-class AliyunSmsChannel(HttpChannel):
+class _SmsChannel(HttpChannel):
+    """What both providers share: one signed request per message to the recipient's phone."""
+
+    def request(self, message: Notification, phone: str) -> tuple[str, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def _read(self, response: httpx.Response, now: int) -> Verdict:
+        raise NotImplementedError
+
+    async def send(self, message: Notification) -> Attempt:
+        phone = message.recipient.phone
+        if not phone:
+            return _no_phone(self.name, message)
+        url, headers, body = self.request(message, phone)
+        return await self.exchange(
+            message, address=mask_phone(phone), url=url, content=body, headers=headers, read=self._read
+        )
+
+
+class AliyunSmsChannel(_SmsChannel):
     """Alibaba Cloud `SendSms` (dysmsapi, 2017-05-25) signed with ACS3-HMAC-SHA256."""
 
     ACTION = "SendSms"
@@ -128,15 +147,6 @@ class AliyunSmsChannel(HttpChannel):
         headers["authorization"] = signed.authorization
         return f"{self._url}?{acs3_canonical_query(params)}", headers, body
 
-    async def send(self, message: Notification) -> Attempt:
-        phone = message.recipient.phone
-        if not phone:
-            return _no_phone(self.name, message)
-        url, headers, body = self.request(message, phone)
-        return await self.exchange(
-            message, address=mask_phone(phone), url=url, content=body, headers=headers, read=self._read
-        )
-
     def _read(self, response: httpx.Response, now: int) -> Verdict:
         data = _json(response)
         code = str(data.get("Code", "")) or None
@@ -153,7 +163,7 @@ class AliyunSmsChannel(HttpChannel):
         )
 
 
-class TencentSmsChannel(HttpChannel):
+class TencentSmsChannel(_SmsChannel):
     """Tencent Cloud `SendSms` (sms, 2021-01-11) signed with TC3-HMAC-SHA256."""
 
     ACTION = "SendSms"
@@ -228,15 +238,6 @@ class TencentSmsChannel(HttpChannel):
             "X-TC-Region": self._region,
         }
         return self._url, headers, body
-
-    async def send(self, message: Notification) -> Attempt:
-        phone = message.recipient.phone
-        if not phone:
-            return _no_phone(self.name, message)
-        url, headers, body = self.request(message, phone)
-        return await self.exchange(
-            message, address=mask_phone(phone), url=url, content=body, headers=headers, read=self._read
-        )
 
     def _read(self, response: httpx.Response, now: int) -> Verdict:
         data = _json(response).get("Response")
