@@ -330,38 +330,34 @@ class _Emitter:
                     continue
                 if h not in off_w or not _off(offline, d.water_id(h), t):
                     payload = b'{"ts":%d,"seq":%d,"total_m3":%.3f}' % (t, seq, w_vals[h])
-                    if self.nbiot[h]:
-                        self.buffers.setdefault(h, []).append(payload)
-                        self.stats.readings += 1
-                    else:
-                        self._deliver(
-                            rng,
-                            out,
-                            t,
-                            lat_l[0][h],
-                            late is not None and late[0, h],
-                            self.water_topic[h],
-                            payload,
-                            h1,
-                            "water",
-                        )
+                    self._meter(rng, out, t, h, 0, bool(self.nbiot[h]), self.water_topic[h], payload, lat_l, late, h1)
                 if h not in off_p or not _off(offline, d.power_id(h), t):
                     payload = b'{"ts":%d,"seq":%d,"total_kwh":%.2f,"power_w":%d}' % (t, seq, p_vals[h], round(p_w[h]))
-                    if self.power_batch[h]:
-                        self.buffers.setdefault(n_h + h, []).append(payload)
-                        self.stats.readings += 1
-                        continue
-                    self._deliver(
-                        rng,
-                        out,
-                        t,
-                        lat_l[1][h],
-                        late is not None and late[1, h],
-                        self.power_topic[h],
-                        payload,
-                        h1,
-                        "power",
+                    self._meter(
+                        rng, out, t, h, 1, bool(self.power_batch[h]), self.power_topic[h], payload, lat_l, late, h1
                     )
+
+    def _meter(
+        self,
+        rng: np.random.Generator,
+        out: list[tuple[int, int, str, bytes]],
+        t: int,
+        h: int,
+        meter: int,
+        batched: bool,
+        topic: str,
+        payload: bytes,
+        lat_l: list[list[int]],
+        late: np.ndarray[Any, Any] | None,
+        h1: int,
+    ) -> None:
+        """One meter reading (0 water, 1 power): into the day's batch, or delivered on its own."""
+        if batched:
+            self.buffers.setdefault(meter * self.d.n_households + h, []).append(payload)
+            self.stats.readings += 1
+            return
+        is_late = late is not None and late[meter, h]
+        self._deliver(rng, out, t, lat_l[meter][h], is_late, topic, payload, h1, ("water", "power")[meter])
 
     def _deliver(
         self,
