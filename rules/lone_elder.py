@@ -286,10 +286,13 @@ def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: Ctx) -> list[Detect
         return out
     if st.raised or st.w_ts < 0:
         return out
+    since = st.last_active if st.last_active >= 0 else st.first_ts
+    shortest_h = min(p.min_quiet_h, 1.0) if p.backstop_fixed_rule else p.min_quiet_h
+    if (now - since) / HOUR_MS < shortest_h:
+        return out  # shorter than any threshold can be: most readings end here
     hid = r.household_id or ""
     if ctx.topology.absent(hid, now) is not None:
         return out
-    since = st.last_active if st.last_active >= 0 else st.first_ts
     back = ctx.topology.returned_since(hid, since, now)
     if back is not None:
         since = back
