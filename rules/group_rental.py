@@ -10,18 +10,24 @@ a district at once, vectorised with numpy:
    households of the same building (and of the residential area when the building has too few)
    by a robust z-score, (x − median) / (1.4826 · MAD), so a building of big users or a hot week
    does not flag everyone.
-3. **Night life, or sheer volume.** A day is suspicious when the flat uses more water than its
-   registration explains (`min_ratio`), above its neighbours, *and* a real share of it at night
-   (00:00–05:00, `min_night_share`): tenants on shifts come and go at night, families sleep. Or
-   when water *and* power are both far above the registration and the neighbours
-   (`heavy_*`) and the flat is not dark at night. A shop run from a flat uses water and power
-   by day but is dark at night; a large registered family is explained by its registration; a
-   family with one or two unregistered members sleeps at night.
-4. **Persistence.** A lead is raised when at least `min_days` of the last `window_days` days were
-   suspicious (11 of 14 by default): relatives visiting for a week do not make a lead.
+3. **Night life, or sheer volume.** A flat is suspicious when it holds more people than its
+   registration explains: water (`min_ratio`) or power (`min_power_ratio`; tenants cook little but
+   each light and power a partitioned room) above the registration's norm and above the
+   neighbours, *and* there is life at night on many nights of the window: at least
+   `min_night_days` nights where `min_night_share` of the day's water was drawn 00:00–05:00.
+   Tenants on shifts come and go at night, night after night; families sleep, and a tap left
+   running or a cleaning day is one night, not a habit (counting nights rather than the share of
+   the window's water keeps one such night from making the window look nocturnal). Or when water
+   *and* power are both far above the registration and the neighbours (`heavy_*`) and the flat is
+   not dark on a typical night (median day's night share). A shop run from a flat uses water and
+   power by day but is dark at night; a large registered family is explained by its registration;
+   a family with one or two unregistered members sleeps at night.
+4. **Persistence.** The window figures are medians of the days, and night life must hold on
+   `min_night_days` nights; the volume pattern also needs `min_days` of the last `window_days` days
+   above `day_ratio`. Relatives visiting for a week do not make a lead.
 5. **Explanation.** Every lead carries the numbers a grid worker needs at the door: water and
    energy per day against what the registration explains, the multiple of the building median,
-   the night share, and how many days of the window.
+   the night share of a typical day, on how many nights, and how many days of the window.
 
 A visit outcome of `false_alarm` suppresses a household for `suppress_days`, unless its score
 later exceeds `worsen_factor` times the score it had when it was dismissed.
@@ -48,16 +54,22 @@ class GroupRentalParams(BaseModel):
     kwh_per_person: float = Field(default=1.7, gt=0, description="DOMAIN.md: residential electricity per person")
     # a crowded flat where people come and go at night (shift workers): excess water, night life
     min_ratio: float = Field(default=1.3, gt=0, description="window water over what the registration explains")
-    min_night_share: float = Field(default=0.06, ge=0, description="of the window's water drawn 00:00-05:00")
-    min_peer_z: float = Field(default=1.0, description="robust z of water per registered occupant in the building")
+    min_power_ratio: float = Field(
+        default=2.0, gt=0, description="or window power over the registration's (tenants each power a room)"
+    )
+    min_night_share: float = Field(default=0.06, ge=0, description="a night: this share of the day's water 00:00-05:00")
+    min_night_days: int = Field(default=5, ge=1, description="nights of the window with night life (a leak is one)")
+    min_peer_z: float = Field(default=1.0, description="robust z per registered occupant in the building")
     # a crowded flat by sheer volume: both utilities far above registration and neighbours
     heavy_ratio: float = Field(default=2.5, gt=0)
     heavy_power_ratio: float = Field(default=2.0, gt=0)
     heavy_peer_z: float = Field(default=3.0)
-    heavy_night_share: float = Field(default=0.02, ge=0, description="even then, not dark at night (a shop is)")
+    heavy_night_share: float = Field(
+        default=0.02, ge=0, description="even then, not dark on a typical night (median day; a shop is dark)"
+    )
     day_ratio: float = Field(default=1.2, gt=0, description="a day with water above this ratio counts as a day")
     window_days: int = Field(default=14, ge=3)
-    min_days: int = Field(default=9, ge=1, description="days of the window above day_ratio")
+    min_days: int = Field(default=9, ge=1, description="days with readings; for volume, days above day_ratio")
     min_peers: int = Field(default=5, ge=2, description="below this many, compare with the residential area")
     suppress_days: int = Field(default=90, ge=0)
     worsen_factor: float = Field(default=1.5, gt=1)
@@ -132,19 +144,24 @@ def _window_figures(f: HouseholdDays, p: GroupRentalParams, lo: int, hi: int) ->
         ratio_days = water / p.water_l_per_person / reg[:, None]
         ratio = np.nanmedian(ratio_days, axis=1)
         power_ratio = np.nanmedian(kwh / p.kwh_per_person / reg[:, None], axis=1)
-        night_l = np.nansum(np.nan_to_num(f.night_water_share[:, lo:hi]) * np.nan_to_num(water), axis=1)
-        total_l = np.nansum(water, axis=1)
-        night = np.where(total_l > 0, night_l / np.maximum(total_l, 1e-9), 0.0)
+        # Night life per day, on the days with readings: the median day's night share and how many nights
+        # had a real share of the water. One night of a running tap (a few hundred litres at 3 a.m.) would
+        # dominate a share of the window's total; it moves neither the median nor the count of nights.
+        share = np.where(np.isnan(water), np.nan, np.nan_to_num(f.night_water_share[:, lo:hi]))
+        night = np.nan_to_num(np.nanmedian(share, axis=1))
+        night_days = np.sum(np.nan_to_num(share) >= p.min_night_share, axis=1)
         wpc = np.nanmedian(water, axis=1) / reg
         epc = np.nanmedian(kwh, axis=1) / reg
     z_w, med_w = robust_z(wpc[:, None], f.building, p.min_peers, f.area)
-    _, med_e = robust_z(epc[:, None], f.building, p.min_peers, f.area)
+    z_e, med_e = robust_z(epc[:, None], f.building, p.min_peers, f.area)
     days = np.sum(ratio_days >= p.day_ratio, axis=1)
     return {
         "ratio": ratio,
         "power_ratio": power_ratio,
         "night": night,
+        "night_days": night_days.astype(np.float64),
         "z_w": z_w[:, 0],
+        "z_e": z_e[:, 0],
         "med_w": med_w[:, 0],
         "med_e": med_e[:, 0],
         "days": days.astype(np.float64),
@@ -171,10 +188,16 @@ def leads(
     lo = max(0, d - p.window_days + 1)
     x = window_figures(f, p, lo, d + 1)
     with np.errstate(invalid="ignore"):
-        enough = (x["valid"] >= p.min_days) & (x["days"] >= p.min_days)
-        night_life = (x["ratio"] >= p.min_ratio) & (x["night"] >= p.min_night_share) & (x["z_w"] >= p.min_peer_z)
+        enough = x["valid"] >= p.min_days
+        # more people than registered: water, or power (tenants cook little but each power a room),
+        # above what the registration explains and above the neighbours' per registered occupant
+        crowded = ((x["ratio"] >= p.min_ratio) & (x["z_w"] >= p.min_peer_z)) | (
+            (x["power_ratio"] >= p.min_power_ratio) & (x["z_e"] >= p.min_peer_z)
+        )
+        night_life = crowded & (x["night_days"] >= p.min_night_days)
         volume = (
-            (x["ratio"] >= p.heavy_ratio)
+            (x["days"] >= p.min_days)
+            & (x["ratio"] >= p.heavy_ratio)
             & (x["power_ratio"] >= p.heavy_power_ratio)
             & (x["z_w"] >= p.heavy_peer_z)
             & (x["night"] >= p.heavy_night_share)
@@ -192,7 +215,7 @@ def leads(
         water, kwh = float(x["water"][h]), float(x["kwh"][h])
         med_w, med_e = float(x["med_w"][h]), float(x["med_e"][h])
         expected_w = reg * p.water_l_per_person
-        n_days, span = int(x["days"][h]), d - lo + 1
+        n_days, n_nights, span = int(x["days"][h]), int(x["night_days"][h]), d - lo + 1
         vs_median = (water / reg) / med_w if med_w > 0 else float("nan")
         evidence = {
             "registered_occupants": int(f.registered[h]),
@@ -204,6 +227,7 @@ def leads(
             "water_vs_building_median": round(vs_median, 1) if med_w > 0 else None,
             "kwh_vs_building_median": round((kwh / reg) / med_e, 1) if med_e > 0 else None,
             "night_share": round(float(x["night"][h]), 3),
+            "nights_active": n_nights,
             "pattern": "night_life" if bool(night_life[h]) else "volume",
             "days_flagged": n_days,
             "window_days": span,
@@ -212,7 +236,9 @@ def leads(
             "summary": (
                 f"water {water / 1000:.2f} m³/day vs {expected_w / 1000:.2f} expected for {int(f.registered[h])}"
                 f" registered; {vs_median:.1f}x building median; {100 * float(x['night'][h]):.0f} % of it at"
-                f" night; {kwh:.1f} kWh/day; {n_days} of {span} days"
+                f" night on a typical day, night life on {n_nights} of {span} nights; {kwh:.1f} kWh/day vs"
+                f" {reg * p.kwh_per_person:.1f} expected;"
+                f" {n_days} of {span} days above the registration's water"
             ),
         }
         out.append(Lead(hid, f.days[d], round(score, 2), evidence))

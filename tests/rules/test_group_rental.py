@@ -112,3 +112,47 @@ def test_missing_days_are_not_suspicious() -> None:
     f = district({3: {"registered": 2, "actual": 10}})
     f.water_l[3, -8:] = np.nan
     assert ids(f) == set()
+
+
+def test_one_night_of_a_running_tap_does_not_make_a_household_nocturnal() -> None:
+    # a couple with a lodger-sized habit (water 1.7x the registration) and one night of a tap left
+    # running: 2 m³ in a day, 60 % of it after midnight; every other night they sleep
+    f = district({3: {"registered": 2, "actual": 3.4, "night": 0.0}})
+    f.water_l[3, DAYS - 5] = 2000.0
+    f.night_water_share[3, DAYS - 5] = 0.6
+    assert ids(f) == set()
+    # the evidence a lead carries is a typical night, not the window's total
+    f = district({3: {"registered": 2, "actual": 10, "night": 0.1}})
+    f.water_l[3, DAYS - 5] = 6000.0
+    f.night_water_share[3, DAYS - 5] = 0.9
+    (lead,) = leads(f, P)
+    assert 0.05 <= lead.evidence["night_share"] <= 0.15  # type: ignore[operator]
+
+
+def test_night_life_must_be_a_habit_of_many_nights() -> None:
+    f = district({3: {"registered": 2, "actual": 5, "night": 0.0}})
+    f.night_water_share[3, DAYS - 14 : DAYS - 14 + P.min_night_days - 1] = 0.2
+    assert ids(f) == set()  # a few late nights
+    f.night_water_share[3, DAYS - 14 : DAYS - 14 + P.min_night_days] = 0.2
+    (lead,) = leads(f, P)
+    assert lead.household_id == "H03" and lead.evidence["nights_active"] == P.min_night_days
+    assert f"night life on {P.min_night_days} of 14 nights" in str(lead.evidence["summary"])
+
+
+def test_tenants_who_cook_little_show_in_the_power_of_their_rooms() -> None:
+    # nine people registered as three: water barely above the registration, power for nine, up at night
+    f = district({3: {"registered": 3, "actual": 9, "water_factor": 0.4, "night": 0.15}})
+    (lead,) = leads(f, P)
+    assert lead.household_id == "H03" and lead.evidence["pattern"] == "night_life"
+    assert lead.evidence["kwh_per_day"] >= 2 * lead.evidence["kwh_expected"]  # type: ignore[operator]
+    # the same flat sleeping at night is a registered family that uses a lot of power: not a lead
+    f = district({3: {"registered": 3, "actual": 9, "water_factor": 0.4, "night": 0.0}})
+    assert ids(f) == set()
+
+
+def test_a_shop_with_a_leak_one_night_is_still_dark_at_night() -> None:
+    f = district({7: {"registered": 1, "actual": 5, "kwh_factor": 3.0, "night": 0.0}})
+    assert ids(f) == set()
+    f.water_l[7, DAYS - 3] = 3000.0
+    f.night_water_share[7, DAYS - 3] = 0.7
+    assert ids(f) == set()
