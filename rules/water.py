@@ -11,11 +11,19 @@ mean rate, which a busy household's evening of showers and flushes — water in 
 but in bursts — does not. The alarm is
 major for a `lone_elder` household (a running tap may mean a fall), minor otherwise, and it
 clears at the first interval with no use.
+
+Some households use water without a pause for hours every day — a hair salon or an eatery run
+from the flat, a large family's evening — and a fixed two hours would raise there daily, until
+nobody reads the alarm. So each meter remembers, for each of the last `window_days` days, the
+longest unbroken span of use that ended by itself, and once `learn_days` days are known a span
+is abnormal only past `margin` × the usual longest (the `rank`-th longest day's) + `slack_s`:
+a salon's working day is its routine, the tap left running after closing is not. Whatever a
+household's routine, a span of `max_span_s` (12 h) always raises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rules.detections import detect
 from rules.processor import Ctx
@@ -31,6 +39,43 @@ class FlowState:
     intervals: int = 0
     min_rate: float = 0.0  # litres per minute, the lowest of the span's intervals
     raised: bool = False
+    # per remembered day (local), the longest span of use that ended by itself, in quarter hours + 1
+    days: bytearray = field(default_factory=lambda: bytearray(WINDOW_DAYS))
+    last_day: int = -1
+    days_seen: int = 0
+
+
+WINDOW_DAYS = 14
+QUARTER_MS = 900_000
+DAY_MS = 86_400_000
+LOCAL_OFFSET_MS = 8 * 3_600_000
+
+
+def _roll(st: FlowState, ts: int) -> None:
+    day = (ts + LOCAL_OFFSET_MS) // DAY_MS
+    if st.last_day < 0:
+        st.last_day = day
+    elif day > st.last_day:
+        for d in range(st.last_day + 1, min(day, st.last_day + WINDOW_DAYS) + 1):
+            st.days[d % WINDOW_DAYS] = 1  # a day seen, with no span yet
+        st.days_seen += day - st.last_day
+        st.last_day = day
+
+
+def _remember(st: FlowState, end: int) -> None:
+    """A span of use ended by itself: keep it as this day's longest if it is."""
+    if st.since < 0:
+        return
+    i = ((end + LOCAL_OFFSET_MS) // DAY_MS) % WINDOW_DAYS
+    st.days[i] = max(st.days[i], min((end - st.since) // QUARTER_MS, 254) + 1)
+
+
+def usual_span_s(st: FlowState, rank: int) -> float:
+    """The `rank`-th longest of the remembered days' longest spans of use, in seconds."""
+    longest = sorted((v - 1 for v in st.days if v), reverse=True)
+    if not longest:
+        return 0.0
+    return longest[min(rank, len(longest)) - 1] * 900.0
 
 
 def _det(r: Reading, st: FlowState, action: DetectionAction, severity: Severity, ev: dict[str, object]) -> Detection:
@@ -49,10 +94,15 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
     st.last_ts, st.last_total = r.ts, float(total)
     if prev_ts < 0:
         return None
+    _roll(st, r.ts)
     used_l = (total - prev_total) * 1000.0
     gap = r.ts - prev_ts > p.max_gap_s * 1000
     if used_l < 0 or gap or used_l * 60_000 / (r.ts - prev_ts) < p.min_lpm:
         was = st.raised
+        if not gap and used_l >= 0:
+            # A pause ended it: part of this household's days, even one that raised (with `rank` 2 one
+            # leak does not make a routine; a salon's every working day does).
+            _remember(st, prev_ts)
         st.since, st.litres, st.raised = -1, 0.0, False
         if was:
             reason = "reset" if used_l < 0 else "gap" if gap else "paused"
@@ -71,7 +121,11 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
     # A tap or a leak flows steadily: its lowest interval stays near the mean. A busy household's
     # evening (showers, flushes, dishes) uses water in every interval too, but in bursts.
     steady = st.min_rate >= p.steady_fraction * mean_rate
-    if not st.raised and steady and r.ts - st.since >= p.min_span_s * 1000:
+    span_s = (r.ts - st.since) / 1000
+    threshold_s = p.min_span_s
+    if st.days_seen >= p.learn_days:
+        threshold_s = min(max(p.min_span_s, p.margin * usual_span_s(st, p.rank) + p.slack_s), p.max_span_s)
+    if not st.raised and (steady or span_s >= p.max_span_s) and span_s >= threshold_s:
         st.raised = True
         lone = ctx.topology.has_tag(r.household_id, "lone_elder")
         hours = (r.ts - st.since) / 3_600_000
@@ -89,6 +143,10 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
                     "litres_per_hour": round(st.litres / hours, 1) if hours > 0 else None,
                     "lone_elder": lone,
                     "lowest_l_per_min": round(st.min_rate, 2),
+                    "threshold_hours": round(threshold_s / 3600, 2),
+                    "usual_longest_span_hours": round(usual_span_s(st, p.rank) / 3600, 2)
+                    if st.days_seen >= p.learn_days
+                    else None,
                 },
             )
         ]

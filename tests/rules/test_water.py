@@ -91,3 +91,44 @@ def test_late_duplicate_and_out_of_order_readings_change_nothing() -> None:
 
 def test_span_is_configurable() -> None:
     assert run(flowing(1.0, 6), **{"water.continuous_flow": {"min_span_s": 3600}}) == [(4, "raise", "minor")]
+
+
+def salon_days(days: int, open_h: int = 6, start: float = 10.0) -> list[float]:
+    """A shop in the flat: water in every interval for `open_h` hours a day, none for the rest."""
+    totals, total = [], start
+    for _ in range(days):
+        for q in range(96):
+            total += 0.015 if q < open_h * 4 else 0.0
+            totals.append(round(total, 3))
+    return totals
+
+
+def test_a_shops_working_day_becomes_its_routine_and_a_tap_left_running_overnight_still_raises() -> None:
+    st = FlowState()
+    days = salon_days(10)
+    got = run(days, st)
+    raised_days = sorted({i // 96 for i, action, _ in got if action == "raise"})
+    assert raised_days == list(range(5)), raised_days  # the first five days, before its own spans count
+    # then the tap is left running after closing: 20 h without a pause
+    total = days[-1]
+    leak = []
+    for _ in range(6 * 4 + 14 * 4):
+        total += 0.015
+        leak.append(round(total, 3))
+    c = ctx(T0, topology=topology(()))
+    out = []
+    for i, t in enumerate(leak):
+        out += continuous_flow(meter(T0 + (len(days) + i) * STEP, t), st, c) or []
+    (d,) = out
+    assert d.action.value == "raise"
+    assert d.evidence["usual_longest_span_hours"] == 6.0
+    assert d.evidence["threshold_hours"] == round(1.2 * 6.0 + 0.5, 2)
+    assert d.evidence["hours"] >= d.evidence["threshold_hours"]
+
+
+def test_however_long_a_households_routine_twelve_hours_without_a_pause_always_raise() -> None:
+    got = run(salon_days(8, open_h=14))  # fourteen hours of use every day: past the cap, every day
+    assert sorted({i // 96 for i, a, _ in got if a == "raise"}) == list(range(8))
+    longer = {"water.continuous_flow": {"max_span_s": 20 * 3600}}  # a street that allows longer learns it
+    got = run(salon_days(8, open_h=14), **longer)
+    assert sorted({i // 96 for i, a, _ in got if a == "raise"}) == list(range(5))
