@@ -1,8 +1,10 @@
-"""Small helpers shared by the tests: bounded polling and a hand-built registry."""
+"""Small helpers shared by the tests: bounded polling, a hand-built registry, a headless browser."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -70,3 +72,34 @@ def small_registry() -> dict[str, Any]:
             {"id": "W-CENTER", "name": "值班", "grid_id": None, "role": "street_center"},
         ],
     }
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
+
+
+async def chromium_dom(url: str, *, budget_ms: int = 8000, timeout: float = 60.0) -> str:
+    """The DOM of `url` after its scripts ran for `budget_ms` of virtual time, in Debian's headless Chromium
+    (installed by scripts/ensure-system-deps; a missing browser fails the test, naming it)."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "chromium is not installed (Debian package `chromium`; scripts/ensure-system-deps installs it)"
+    with tempfile.TemporaryDirectory(prefix="whistle-chromium-") as profile:
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            *CHROMIUM_FLAGS,
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+    return out.decode()

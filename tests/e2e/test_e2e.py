@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import uuid
@@ -16,7 +17,7 @@ import pytest
 from collectors.mqtt import MqttEndpoint
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
-from tests.helpers import small_registry, wait_for
+from tests.helpers import chromium_dom, small_registry, wait_for
 from whistle.broker import free_port
 from whistle.runtime import ROLES, Runtime, run
 from whistle.settings import Settings
@@ -147,6 +148,15 @@ async def test_whistle_demo_shows_a_ticket_with_the_printed_token(tmp_path: Path
             assert items[0]["kind"] == "smoke.fire" and items[0]["assignee_id"]
             screen = await http.get("/")
             assert screen.status_code == 200 and "城运中心" in screen.text
+            # The operations-center screen as a browser shows it: its script ran, logged in with the
+            # printed token, and rendered the live figures and the ticket from the API.
+            dom = await chromium_dom(f"http://127.0.0.1:{port}/#token={token}")
+            assert re.search(r'id="connlabel">在线', dom), dom[:3000]
+            opened = re.search(r'id="k-open">(\d+)<', dom)
+            assert opened and int(opened.group(1)) >= 1, dom[:3000]
+            body = re.search(r'<tbody id="tickets">(.*?)</tbody>', dom, re.S)
+            assert body and "<tr" in body.group(1) and "火警" in body.group(1), dom[:3000]
+            assert 'id="auth" class="show"' not in dom
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             rest = (await proc.stdout.read()).decode()
