@@ -130,10 +130,11 @@ class OfflineParams(_Params):
 class ContinuousFlowParams(_Params):
     """`water.continuous_flow`: water used in every interval for longer than `min_span_s`."""
 
-    min_span_s: float = Field(default=2 * 3600, gt=0)
+    min_span_s: float = Field(default=3 * 3600, gt=0)
+    lone_elder_min_span_s: float = Field(default=2 * 3600, gt=0, description="for a lone_elder household")
     min_lpm: float = Field(default=0.4, gt=0, description="an interval below this rate (L/min) is a pause")
     max_gap_s: float = Field(default=3600, gt=0, description="a longer gap between readings is a gap, not flow")
-    steady_fraction: float = Field(default=0.3, ge=0, le=1, description="lowest interval over the mean: steadiness")
+    steady_fraction: float = Field(default=0.1, ge=0, le=1, description="lowest interval over the mean: steadiness")
     learn_days: int = Field(default=5, ge=1, le=14, description="days seen before the household's own spans count")
     margin: float = Field(default=1.2, ge=1, description="a span may last margin x the usual longest ...")
     slack_s: float = Field(default=1800, ge=0, description="... plus this")

@@ -1,4 +1,4 @@
-"""`water.continuous_flow`: water drawn in every interval for longer than `min_span_s`.
+"""`water.continuous_flow`: water drawn in every interval for longer than `min_span_s` (3 h; 2 h for a lone elder).
 
 A household's use pauses many times a day; a tap left running (0.5 L/min and more), a running
 cistern or a burst pipe does not (Shenzhen Longgang: use in every half-hour of a day; Nagano: 2 h of continuous
@@ -7,10 +7,11 @@ time: a reading at or before the last one carries no new information and is igno
 out-of-order or repeated reading); a register that goes down is a reset or a replaced meter
 and starts over; a gap longer than `max_gap_s` is a gap, not proof of flow. A running tap or a
 leak is steady: the lowest interval of the span must stay above `steady_fraction` of the span's
-mean rate, which a busy household's evening of showers and flushes — water in every interval,
-but in bursts — does not. The alarm is
-major for a `lone_elder` household (a running tap may mean a fall), minor otherwise, and it
-clears at the first interval with no use.
+mean rate, which a household's evening of showers and flushes — water in every interval, but in
+bursts — seldom does; a small leak under the day's use still passes. A cleaning morning (one to
+two and a half hours of mopping and rinsing) is shorter than the three hours; a lone elder's tap
+raises after two (`lone_elder_min_span_s`), at major severity, since it may mean a fall. The
+alarm is minor otherwise, and it clears at the first interval with no use.
 
 Some households use water without a pause for hours every day — a hair salon or an eatery run
 from the flat, a large family's evening — and a fixed two hours would raise there daily, until
@@ -122,12 +123,13 @@ def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | No
     # evening (showers, flushes, dishes) uses water in every interval too, but in bursts.
     steady = st.min_rate >= p.steady_fraction * mean_rate
     span_s = (r.ts - st.since) / 1000
-    threshold_s = p.min_span_s
+    lone = ctx.topology.has_tag(r.household_id, "lone_elder")
+    least_s = p.lone_elder_min_span_s if lone else p.min_span_s
+    threshold_s = least_s
     if st.days_seen >= p.learn_days:
-        threshold_s = min(max(p.min_span_s, p.margin * usual_span_s(st, p.rank) + p.slack_s), p.max_span_s)
+        threshold_s = min(max(least_s, p.margin * usual_span_s(st, p.rank) + p.slack_s), p.max_span_s)
     if not st.raised and (steady or span_s >= p.max_span_s) and span_s >= threshold_s:
         st.raised = True
-        lone = ctx.topology.has_tag(r.household_id, "lone_elder")
         hours = (r.ts - st.since) / 3_600_000
         return [
             _det(

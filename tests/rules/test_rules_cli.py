@@ -10,7 +10,7 @@ from whistle.cli import main
 def test_rules_check_accepts_the_shipped_file_and_prints_effective_values(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check", str(Path("rules/default.yaml"))]) == 0
     out = capsys.readouterr().out
-    assert "valid; 0 override(s)" in out and "'min_span_s': 7200.0" in out
+    assert "valid; 0 override(s)" in out and "'min_span_s': 10800.0" in out
 
 
 def test_rules_check_names_the_bad_path_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

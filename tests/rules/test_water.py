@@ -27,9 +27,15 @@ def flowing(start: float, n: int, litres: float = 20.0) -> list[float]:
     return [round(start + i * litres / 1000, 3) for i in range(n)]
 
 
-def test_flow_in_every_interval_for_two_hours_raises_then_a_pause_clears() -> None:
-    totals = [*flowing(10.0, 12), 10.22, 10.22]
-    assert run(totals) == [(8, "raise", "minor"), (12, "clear", "minor")]
+def test_flow_in_every_interval_for_three_hours_raises_then_a_pause_clears() -> None:
+    totals = [*flowing(10.0, 16), 10.3, 10.3]
+    assert run(totals) == [(12, "raise", "minor"), (16, "clear", "minor")]
+
+
+def test_a_cleaning_morning_of_two_and_a_half_hours_is_not_a_leak_but_is_for_a_lone_elder() -> None:
+    totals = [*flowing(10.0, 11, litres=45), 10.45, 10.45]
+    assert run(totals) == []
+    assert run(totals, lone=True) == [(8, "raise", "major"), (11, "clear", "major")]
 
 
 def test_lone_elder_household_gets_major_and_evidence() -> None:
@@ -62,7 +68,7 @@ def test_reset_during_a_raised_flow_clears_with_reason() -> None:
     st = FlowState()
     c = ctx(T0)
     dets = []
-    for i, total in enumerate([*flowing(3.0, 10), 0.0]):
+    for i, total in enumerate([*flowing(3.0, 14), 0.0]):
         dets += continuous_flow(meter(T0 + i * STEP, total), st, c) or []
     assert [d.action.value for d in dets] == ["raise", "clear"] and dets[1].evidence["reason"] == "reset"
 
@@ -79,7 +85,7 @@ def test_a_gap_in_readings_is_a_gap_not_flow() -> None:
 def test_late_duplicate_and_out_of_order_readings_change_nothing() -> None:
     st = FlowState()
     c = ctx(T0)
-    totals = flowing(2.0, 10)
+    totals = flowing(2.0, 14)
     dets = []
     for i, total in enumerate(totals):
         dets += continuous_flow(meter(T0 + i * STEP, total), st, c) or []
