@@ -186,3 +186,48 @@ def test_only_lone_elder_households_keep_state_and_it_stays_small() -> None:
     assert "household.lone_elder_inactive" in names and keys == [("household.lone_elder_inactive", HH)]
     size = len(pickle.dumps(part.states[keys[0]]))
     assert size < 1600, size  # mostly the 48 x 14 byte table of daytime spells
+
+
+def test_a_light_left_burning_after_a_fall_is_not_a_sign_of_life() -> None:
+    """Switching something on is life; a load that stays on (the lamp she had lit) is not, after its first hour."""
+    onset = D0 + 20 * DAY + 14 * HOUR + 10 * MIN
+    lamp_wh = 15.0  # 60 W, from the fall on
+
+    def lit(readings: Iterator[Reading]) -> Iterator[Reading]:
+        for r in readings:
+            if r.device_type is DeviceType.POWER and r.ts > onset:
+                steps = (r.ts - onset) // STEP
+                values = {"total_kwh": round(float(r.values["total_kwh"]) + steps * lamp_wh / 1000, 3)}
+                yield reading(r.device_id, r.device_type, r.channel, r.ts, values, household=HH)
+            else:
+                yield r
+
+    (d,) = inactive(lit(series(22, stop_at=onset)))
+    assert d.action.value == "raise"
+    since = d.evidence["quiet_since"]
+    assert isinstance(since, int) and since <= onset + 75 * MIN  # the switch-on counted within its hour; then nothing
+    assert d.ts - onset <= 9 * HOUR
+
+
+def test_lights_on_on_a_dark_morning_end_the_night_before_any_water() -> None:
+    st = LoneElderState()
+    c = ctx(topology=TOPO)
+    kwh = 3000.0
+    water = 12.0
+    out: list[Detection] = []
+    for d in range(3):
+        for s in range(96):
+            ts = D0 + d * DAY + (s + 1) * STEP
+            lights = 28 <= s < 36 or 72 <= s < 86  # 07:00-09:00 and 18:00-21:30: a 200 W lamp and television
+            kwh += (25 + (50 if lights else 0)) / 1000
+            if s in (40, 60, 80):
+                water += 0.006
+            c.clock = ts
+            for r in (
+                reading("WM-1", DeviceType.WATER, Channel.DATA, ts, {"total_m3": round(water, 3)}, household=HH),
+                reading("PM-1", DeviceType.POWER, Channel.DATA, ts, {"total_kwh": round(kwh, 3)}, household=HH),
+            ):
+                out += lone_elder_inactive(r, st, c) or []
+    known = nights(st)
+    assert known.known == 2
+    assert 7 * 60 <= known.latest_wake <= 8 * 60, known  # the lamp at 07:00, not the first flush at 10:00
