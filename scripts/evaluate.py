@@ -338,15 +338,19 @@ async def score(
         for hid, series in water.items()
         for ts in fixed_water_rule(series)
     ]
-    fixed = score_kind(
-        "household.lone_elder_inactive",
-        truth,
-        fixed_alarms,
-        run_end=run_end,
-        grace_ms=HOUR,
-        early_ms=5 * 60_000,
-        eligible=eligible_for("household.lone_elder_inactive", span),
-    )
+
+    def score_elders(rows: Sequence[AlarmRow]) -> KindScore:
+        return score_kind(
+            "household.lone_elder_inactive",
+            truth,
+            rows,
+            run_end=run_end,
+            grace_ms=HOUR,
+            early_ms=5 * 60_000,
+            eligible=eligible_for("household.lone_elder_inactive", span),
+        )
+
+    fixed = score_elders(fixed_alarms)
     power_alarms: dict[str, int] = {}
     f = await load_features(db, first_day + timedelta(days=args.days - 1), args.days)
     for d in range(13, args.days):
@@ -381,16 +385,7 @@ async def score(
     learned_days = len(elders) * max(0, args.days - learn_days)
 
     def per100_learned(rows: Sequence[AlarmRow]) -> float | None:
-        later = [a for a in rows if a.kind == "household.lone_elder_inactive" and a.first_seen >= cutoff]
-        s = score_kind(
-            "household.lone_elder_inactive",
-            truth,
-            later,
-            run_end=run_end,
-            grace_ms=HOUR,
-            early_ms=5 * 60_000,
-            eligible=eligible_for("household.lone_elder_inactive", span),
-        )
+        s = score_elders([a for a in rows if a.kind == "household.lone_elder_inactive" and a.first_seen >= cutoff])
         return round(100 * (s.alarms - s.true_alarms) / learned_days, 2) if learned_days else None
 
     return {
