@@ -27,7 +27,10 @@ a district at once, vectorised with numpy:
    above `day_ratio`. Relatives visiting for a week do not make a lead.
 5. **Explanation.** Every lead carries the numbers a grid worker needs at the door: water and
    energy per day against what the registration explains, the multiple of the building median,
-   the night share of a typical day, on how many nights, and how many days of the window.
+   the night share of a typical day, on how many nights, how many days of the window, the
+   busiest 15 minutes of a typical day against the building's (concurrency: ten people shower in
+   the same hour) and the weekend's water against the weekdays'. The last two explain; they do
+   not decide.
 
 A visit outcome of `false_alarm` suppresses a household for `suppress_days`, unless its score
 later exceeds `worsen_factor` times the score it had when it was dismissed.
@@ -38,6 +41,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 from numpy.typing import NDArray
@@ -88,6 +92,8 @@ class HouseholdDays:
     kwh: F  # (H, D)
     night_water_share: F  # (H, D) share of the day's water drawn 00:00–05:00
     night_kwh_share: F  # (H, D)
+    peak_water_l: F | None = None  # (H, D) litres in the day's busiest 15 minutes (concurrency)
+    peak_kw: F | None = None  # (H, D) mean kW over the day's busiest 15 minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,24 @@ def _window_figures(f: HouseholdDays, p: GroupRentalParams, lo: int, hi: int) ->
     z_w, med_w = robust_z(wpc[:, None], f.building, p.min_peers, f.area)
     z_e, med_e = robust_z(epc[:, None], f.building, p.min_peers, f.area)
     days = np.sum(ratio_days >= p.day_ratio, axis=1)
+    # Explanation only (the decision above does not use them): concurrency — the median day's busiest
+    # 15 minutes, against the building's — and the weekend against the weekdays.
+    n = len(f.household_ids)
+    peak = np.full(n, np.nan)
+    peak_vs = np.full(n, np.nan)
+    if f.peak_water_l is not None:
+        with np.errstate(all="ignore"):
+            peak = np.nanmedian(f.peak_water_l[:, lo:hi], axis=1)
+        _, med_p = robust_z(peak[:, None], f.building, p.min_peers, f.area)
+        with np.errstate(all="ignore"):
+            peak_vs = peak / med_p[:, 0]
+    weekend = np.array([date.fromisoformat(d).weekday() >= 5 for d in f.days[lo:hi]], dtype=bool)
+    with np.errstate(all="ignore"):
+        week_ratio = (
+            np.nanmedian(water[:, weekend], axis=1) / np.nanmedian(water[:, ~weekend], axis=1)
+            if weekend.any() and (~weekend).any()
+            else np.full(n, np.nan)
+        )
     return {
         "ratio": ratio,
         "power_ratio": power_ratio,
@@ -168,7 +192,15 @@ def _window_figures(f: HouseholdDays, p: GroupRentalParams, lo: int, hi: int) ->
         "water": np.nanmedian(water, axis=1),
         "kwh": np.nanmedian(kwh, axis=1),
         "valid": np.sum(~np.isnan(water) & ~np.isnan(kwh), axis=1).astype(np.float64),
+        "peak": peak,
+        "peak_vs": peak_vs,
+        "week_ratio": week_ratio,
     }
+
+
+def _num(v: float, digits: int) -> float | None:
+    """A figure for the evidence: rounded, or None where it could not be computed."""
+    return None if not np.isfinite(v) else round(float(v), digits)
 
 
 def leads(
@@ -217,6 +249,7 @@ def leads(
         expected_w = reg * p.water_l_per_person
         n_days, n_nights, span = int(x["days"][h]), int(x["night_days"][h]), d - lo + 1
         vs_median = (water / reg) / med_w if med_w > 0 else float("nan")
+        peak, peak_vs = _num(x["peak"][h], 1), _num(x["peak_vs"][h], 1)
         evidence = {
             "registered_occupants": int(f.registered[h]),
             "water_m3_per_day": round(water / 1000, 2),
@@ -228,6 +261,9 @@ def leads(
             "kwh_vs_building_median": round((kwh / reg) / med_e, 1) if med_e > 0 else None,
             "night_share": round(float(x["night"][h]), 3),
             "nights_active": n_nights,
+            "peak_15min_water_l": peak,
+            "peak_vs_building_median": peak_vs,
+            "weekend_vs_weekday_water": _num(x["week_ratio"][h], 2),
             "pattern": "night_life" if bool(night_life[h]) else "volume",
             "days_flagged": n_days,
             "window_days": span,
@@ -239,6 +275,7 @@ def leads(
                 f" night on a typical day, night life on {n_nights} of {span} nights; {kwh:.1f} kWh/day vs"
                 f" {reg * p.kwh_per_person:.1f} expected;"
                 f" {n_days} of {span} days above the registration's water"
+                + (f"; busiest 15 min {peak:.0f} L ({peak_vs:.1f}x building median)" if peak and peak_vs else "")
             ),
         }
         out.append(Lead(hid, f.days[d], round(score, 2), evidence))

@@ -49,12 +49,13 @@ deltas AS (
     FROM r WINDOW w AS (PARTITION BY device_id ORDER BY ts)
 ),
 valid AS (
-    SELECT household_id, device_type, ((ts - interval '1 millisecond') AT TIME ZONE 'Asia/Shanghai') AS local, delta
+    SELECT household_id, device_type, ((ts - interval '1 millisecond') AT TIME ZONE 'Asia/Shanghai') AS local, delta,
+           extract(epoch FROM dt) AS seconds
     FROM deltas
     WHERE delta >= 0 AND dt <= interval '2 hours' AND ts > %(lo)s AND ts <= %(hi)s
 )
 INSERT INTO household_days (household_id, day, water_l, kwh, night_water_share, night_kwh_share,
-                            water_intervals, power_intervals, computed_at)
+                            water_intervals, power_intervals, peak_water_l, peak_kw, computed_at)
 SELECT household_id, local::date,
        sum(delta) FILTER (WHERE device_type = 'water'),
        sum(delta) FILTER (WHERE device_type = 'power'),
@@ -64,13 +65,16 @@ SELECT household_id, local::date,
            / nullif(sum(delta) FILTER (WHERE device_type = 'power'), 0),
        count(*) FILTER (WHERE device_type = 'water'),
        count(*) FILTER (WHERE device_type = 'power'),
+       max(delta) FILTER (WHERE device_type = 'water' AND seconds <= 1200),
+       max(delta * 3600 / seconds) FILTER (WHERE device_type = 'power' AND seconds > 0 AND seconds <= 1200),
        now()
 FROM valid
 GROUP BY household_id, local::date
 ON CONFLICT (household_id, day) DO UPDATE SET
     water_l = EXCLUDED.water_l, kwh = EXCLUDED.kwh, night_water_share = EXCLUDED.night_water_share,
     night_kwh_share = EXCLUDED.night_kwh_share, water_intervals = EXCLUDED.water_intervals,
-    power_intervals = EXCLUDED.power_intervals, computed_at = now()
+    power_intervals = EXCLUDED.power_intervals, peak_water_l = EXCLUDED.peak_water_l,
+    peak_kw = EXCLUDED.peak_kw, computed_at = now()
 """
 
 
@@ -104,7 +108,7 @@ async def load_features(db: Database, last: date, days: int) -> HouseholdDays:
         hh = await cur.fetchall()
         cur = await conn.execute(
             "SELECT household_id, day, water_l, kwh, night_water_share, night_kwh_share, water_intervals,"
-            " power_intervals FROM household_days WHERE day BETWEEN %s AND %s",
+            " power_intervals, peak_water_l, peak_kw FROM household_days WHERE day BETWEEN %s AND %s",
             (first, last),
         )
         rows = await cur.fetchall()
@@ -116,7 +120,9 @@ async def load_features(db: Database, last: date, days: int) -> HouseholdDays:
     kwh = np.full((n, d), np.nan)
     night_w = np.full((n, d), np.nan)
     night_e = np.full((n, d), np.nan)
-    for hid, day, w, e, nw, ne, wn, pn in rows:
+    peak_w = np.full((n, d), np.nan)
+    peak_e = np.full((n, d), np.nan)
+    for hid, day, w, e, nw, ne, wn, pn, pw, pe in rows:
         i = index.get(hid)
         if i is None:
             continue
@@ -125,6 +131,8 @@ async def load_features(db: Database, last: date, days: int) -> HouseholdDays:
             water[i, j], kwh[i, j] = w, e
             night_w[i, j] = nw if nw is not None else 0.0
             night_e[i, j] = ne if ne is not None else 0.0
+            peak_w[i, j] = pw if pw is not None else np.nan
+            peak_e[i, j] = pe if pe is not None else np.nan
     return HouseholdDays(
         household_ids=[row[0] for row in hh],
         registered=np.array([row[1] for row in hh], dtype=np.int64),
@@ -135,6 +143,8 @@ async def load_features(db: Database, last: date, days: int) -> HouseholdDays:
         kwh=kwh,
         night_water_share=night_w,
         night_kwh_share=night_e,
+        peak_water_l=peak_w,
+        peak_kw=peak_e,
     )
 
 

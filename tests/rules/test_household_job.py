@@ -34,11 +34,15 @@ def registry() -> dict[str, Any]:
     return doc
 
 
+PEAK3: dict[str, tuple[float, float]] = {}  # day 3's busiest interval per household: litres, kW
+
+
 def readings(seed: int = 2) -> tuple[list[Reading], dict[str, float]]:
     """Registers every 15 min; the rental flat draws water and power for ten. Returns the day-3 water per household."""
     rng = random.Random(seed)
     out: list[Reading] = []
     day3: dict[str, float] = {}
+    PEAK3.clear()
     t0 = int(local_midnight(FIRST).timestamp() * 1000)
     for i in range(24):
         hid = f"RJ-H{100 + i:06d}"
@@ -57,6 +61,8 @@ def readings(seed: int = 2) -> tuple[list[Reading], dict[str, float]]:
                 kwh += wh / 1000
                 if (k - 1) // 96 == 3:  # the interval ending at ts belongs to the local day of ts - 1 ms
                     day3[hid] = day3.get(hid, 0.0) + litres
+                    top_l, top_kw = PEAK3.get(hid, (0.0, 0.0))
+                    PEAK3[hid] = (max(top_l, litres), max(top_kw, wh * 4 / 1000))
             for dev, dtype, values in (
                 (f"WM-{100 + i:06d}", DeviceType.WATER, {"total_m3": round(water, 6)}),
                 (f"PM-{100 + i:06d}", DeviceType.POWER, {"total_kwh": round(kwh, 6)}),
@@ -78,9 +84,13 @@ async def setup(db: Database) -> dict[str, float]:
 async def test_daily_features_are_the_register_deltas_in_local_days(db: Database) -> None:
     day3 = await setup(db)
     f = await load_features(db, FIRST + timedelta(days=DAYS - 1), DAYS)
+    assert f.peak_water_l is not None and f.peak_kw is not None
     for hid, litres in list(day3.items())[:5]:
         i = list(f.household_ids).index(hid)
         assert abs(f.water_l[i, 3] - litres) < 0.01, hid
+        top_l, top_kw = PEAK3[hid]
+        assert abs(f.peak_water_l[i, 3] - top_l) < 0.01, hid  # the busiest 15 minutes (concurrency)
+        assert abs(f.peak_kw[i, 3] - top_kw) < 0.01, hid
     async with db.connection() as conn:
         cur = await conn.execute(
             "SELECT min(water_intervals), max(water_intervals), min(power_intervals) FROM household_days"
@@ -100,6 +110,10 @@ async def test_the_rental_flat_is_a_lead_and_a_false_alarm_visit_silences_it(db:
         "RJ-G1-M01",
     )
     assert d.evidence["days_flagged"] >= 12 and d.evidence["registered_occupants"] == 2
+    # ten people at once fill the busiest quarter hour far beyond the neighbours' (concurrency)
+    assert d.evidence["peak_vs_building_median"] >= 3, d.evidence
+    week = d.evidence["weekend_vs_weekday_water"]
+    assert isinstance(week, float) and 0.7 < week < 1.4  # tenants every day alike, no weekend pattern
     again = await group_rental_detections(db, last, params)
     assert [x.detection_id for x in again] == [d.detection_id]  # a rerun dispatches nothing new
 
