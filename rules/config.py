@@ -90,6 +90,9 @@ class EbikeParams(_Params):
     short_episode_min: float = Field(default=40, gt=0)
     stop_samples: int = Field(default=3, ge=1, description="samples back at standby that end a session")
     max_gap_s: float = Field(default=300, gt=0, description="a longer gap in samples restarts detection")
+    max_envelope_spread: float = Field(
+        default=0.15, ge=0, description="on a cycling circuit, quarter-hour lows of a charger within this of each other"
+    )
 
     @model_validator(mode="after")
     def _band(self) -> EbikeParams:

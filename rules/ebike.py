@@ -19,6 +19,14 @@ such a circuit look different within minutes:
 So the rule raises once a load inside the band has held for `confirm_min` (8 min, inside the
 10-min target) with no sample-to-sample step above `max_ripple` and no climb above
 `max_rise` of its starting level; it clears after `stop_samples` samples back near standby.
+
+A charger on a circuit where a fridge cycles is never steady sample to sample: the fridge's
+switching ends every candidate. There the rule also reads the circuit's *floor*: the lowest sample
+of each of the last three quarter hours. A fridge's off phases (it runs 30-40 % of a 35-60 min
+cycle) show the floor in every quarter hour; a charger raises it by its own draw. A floor in the
+band, level from quarter hour to quarter hour (within `max_envelope_spread`), where the circuit sat
+at its low for at least five minutes of each quarter hour (a load wandering in the band only
+touches its low), is a charge, raised after about three quarter hours.
 Devices that classify on board send `charging_detected`/`charging_stopped`, taken as is.
 """
 
@@ -32,6 +40,10 @@ from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Readi
 
 IDLE, CANDIDATE, CHARGING = 0, 1, 2
 DAY_MS = 86_400_000
+QUARTER_MS = 900_000
+ENV_BLOCKS = 3  # whole quarter hours under the envelope: a fridge's cycle (35-60 min) shows an off phase
+ENV_FLAT_SAMPLES = 5  # minutes of each quarter hour at its low: a floor, not a wandering load touching it
+ENV_NEAR_W, ENV_NEAR = 5.0, 0.05  # "at the low": within 5 W + 5 % of the load above standby
 
 
 @dataclass(slots=True)
@@ -48,6 +60,12 @@ class EbikeState:
     short: list[int] = field(default_factory=list)
     by_event: bool = False
     first_ts: int = -1
+    # the circuit's lower envelope: the lowest sample of each of the last quarter hours
+    env_blocks: list[float] = field(default_factory=list)
+    env_flat: list[int] = field(default_factory=list)  # per block: samples that sat at its low
+    env_cur: float = -1.0
+    env_n: int = 0
+    env_block: int = -1
 
 
 def _det(r: Reading, action: DetectionAction, ev: dict[str, object]) -> Detection:
@@ -60,6 +78,37 @@ def _end_episode(st: EbikeState, ts: int, short_ms: float) -> None:
         st.short = [t for t in st.short if t > horizon]
         st.short.append(ts)
     st.phase = IDLE
+
+
+def _cycling(st: EbikeState, ts: int, episodes: int) -> bool:
+    """Whether the circuit has shown `episodes` short loads in the last day: something cycles on it."""
+    horizon = ts - DAY_MS
+    return sum(1 for t in st.short if t > horizon) >= episodes
+
+
+def _envelope(st: EbikeState, ts: int, w: float, standby: float) -> float | None:
+    """The lowest sample of the last `ENV_BLOCKS` whole quarter hours and the current one: what is on the
+    circuit all the time, under whatever cycles on top (a fridge's off phases); None until known, or
+    when a quarter hour only touched its low now and then (a load wandering in the band, not a floor)."""
+    block = ts // QUARTER_MS
+    if block != st.env_block:
+        if st.env_block >= 0 and block == st.env_block + 1:
+            st.env_blocks.append(st.env_cur)
+            st.env_flat.append(st.env_n)
+            del st.env_blocks[:-ENV_BLOCKS], st.env_flat[:-ENV_BLOCKS]
+        else:
+            st.env_blocks.clear()  # a gap: start over
+            st.env_flat.clear()
+        st.env_block, st.env_cur, st.env_n = block, w, 1
+    else:
+        near = ENV_NEAR_W + ENV_NEAR * max(0.0, st.env_cur - standby)
+        if w < st.env_cur - near:
+            st.env_cur, st.env_n = w, 1
+        elif w <= st.env_cur + near:
+            st.env_cur, st.env_n = min(st.env_cur, w), st.env_n + 1
+    if len(st.env_blocks) < ENV_BLOCKS or min(st.env_flat) < ENV_FLAT_SAMPLES:
+        return None
+    return min(st.env_cur, *st.env_blocks)
 
 
 def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | None:
@@ -90,6 +139,30 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
     if st.baseline < 0 or w < st.baseline:
         st.baseline = w
     level = w - st.baseline
+    envelope = _envelope(st, r.ts, w, st.baseline)
+    if st.phase != CHARGING and envelope is not None and _cycling(st, r.ts, p.cycling_episodes):
+        floor = envelope - st.baseline
+        top = max(st.env_cur, *st.env_blocks) - st.baseline
+        if p.min_step_w <= floor <= p.max_step_w and top <= floor * (1 + p.max_envelope_spread):
+            # On a circuit where something cycles: a load in the band that has not left it for three
+            # quarter hours, whatever cycled on top, and held level under it: a charger under a fridge.
+            # A floor that jumps from one quarter hour to the next is not a charger's. (Two cycling loads
+            # whose off phases always miss each other can still leave a level floor: a known limit.)
+            since = (st.env_block - ENV_BLOCKS) * QUARTER_MS
+            st.phase, st.low, st.start_ts, st.peak, st.by_event = CHARGING, 0, since, floor, False
+            return [
+                _det(
+                    r,
+                    DetectionAction.RAISE,
+                    {
+                        "source": "power_envelope",
+                        "since": since,
+                        "step_w": round(floor, 1),
+                        "standby_w": round(st.baseline, 1),
+                        "cycling_circuit": True,
+                    },
+                )
+            ]
     if st.phase == CHARGING:
         if st.by_event:
             return None
@@ -121,8 +194,7 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
                 st.ref = level  # the first sample is a partial-minute average of the step
             st.prev = w
             st.peak = max(st.peak, level)
-            horizon = r.ts - DAY_MS
-            cycling = sum(1 for t in st.short if t > horizon) >= p.cycling_episodes
+            cycling = _cycling(st, r.ts, p.cycling_episodes)
             young = r.ts - st.first_ts < p.warmup_h * 3_600_000  # a circuit not yet seen cycle or not
             slow = cycling or young or st.ref > p.likely_max_w
             hold = (p.cycling_confirm_min if slow else p.confirm_min) * 60_000

@@ -148,3 +148,49 @@ def test_device_classified_events_raise_and_clear() -> None:
 def test_a_new_sensor_waits_longer_before_calling_a_load_a_charge() -> None:
     got = run(idle(3) + charger(120), EbikeState())
     assert got and got[0][1] == "raise" and 45 <= got[0][0] <= 50  # the cycling hold, not 8 minutes
+
+
+def cycle(minutes: int, watts: float, period: int, on: int, phase: int = 0) -> list[float]:
+    """A thermostat's load: `watts` for `on` minutes of every `period`."""
+    return [watts if (m + phase) % period < on else 0.0 for m in range(minutes)]
+
+
+def learned_fridge() -> EbikeState:
+    st = warmed()
+    run(idle(5) + ([STANDBY + 110] * 18 + idle(27)) * 4, st)  # its short cycles mark the circuit as cycling
+    return st
+
+
+def test_a_charge_under_a_cycling_fridge_is_found_by_the_circuits_floor() -> None:
+    st = learned_fridge()
+    fridge = cycle(300, 110.0, period=45, on=18, phase=30)
+    load = [c + f for c, f in zip(charger(300), fridge, strict=True)]
+    got = run(load, st, start=T0 + 300 * MIN)
+    assert got and got[0][1] == "raise" and got[0][0] <= 65, got  # three quarter hours of floor, then raised
+    c = ctx(T0)
+    st2 = learned_fridge()
+    dets = [d for i, w in enumerate(load) for d in ebike_charging(sample(T0 + (300 + i) * MIN, w), st2, c) or []]
+    assert dets[0].evidence["source"] == "power_envelope" and 170 <= float(dets[0].evidence["step_w"]) <= 200  # type: ignore[arg-type]
+
+
+def test_a_fridge_and_a_heater_cycling_together_are_not_a_charge() -> None:
+    st = learned_fridge()
+    load = [
+        STANDBY + f + h
+        for f, h in zip(cycle(240, 110.0, period=45, on=18), cycle(240, 1200.0, period=22, on=13, phase=5), strict=True)
+    ]
+    assert run(load, st, start=T0 + 300 * MIN) == []
+
+
+def test_a_wandering_load_on_a_cycling_circuit_is_not_a_charge() -> None:
+    st = learned_fridge()
+    rng = random.Random(5)
+    assert run([STANDBY + rng.uniform(200, 450) for _ in range(150)], st, start=T0 + 300 * MIN) == []
+
+
+def test_a_floor_that_jumps_between_quarter_hours_is_not_a_charge() -> None:
+    """Under the fridge, something switching between 150 and 300 W every twenty minutes: a charger's floor is level."""
+    st = learned_fridge()
+    steps = [150.0 if (m // 20) % 2 == 0 else 300.0 for m in range(180)]
+    load = [STANDBY + s + f for s, f in zip(steps, cycle(180, 110.0, period=45, on=18), strict=True)]
+    assert run(load, st, start=T0 + 300 * MIN) == []
