@@ -140,10 +140,10 @@ def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | No
         st.baseline = w
     level = w - st.baseline
     envelope = _envelope(st, r.ts, w, st.baseline)
-    if st.phase != CHARGING and envelope is not None and _cycling(st, r.ts, p.cycling_episodes):
-        floor = envelope - st.baseline
+    floor = -1.0 if envelope is None or st.phase == CHARGING else envelope - st.baseline
+    if p.min_step_w <= floor <= p.max_step_w and _cycling(st, r.ts, p.cycling_episodes):
         top = max(st.env_cur, *st.env_blocks) - st.baseline
-        if p.min_step_w <= floor <= p.max_step_w and top <= floor * (1 + p.max_envelope_spread):
+        if top <= floor * (1 + p.max_envelope_spread):
             # On a circuit where something cycles: a load in the band that has not left it for three
             # quarter hours, whatever cycled on top, and held level under it: a charger under a fridge.
             # A floor that jumps from one quarter hour to the next is not a charger's. (Two cycling loads
