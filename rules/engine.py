@@ -42,7 +42,7 @@ from whistle.store.db import Database
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: the lone-elder routine, the continuous-flow spans and the e-bike floor (2026-11-24)
 
 
 def dump_state(part: PartitionState) -> bytes:
