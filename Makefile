@@ -42,7 +42,7 @@ bench-rules: $(STAMP)
 	$(BIN)/python scripts/bench_rules.py --households 5000 --hours 24 --runs 5 --json-out docs/bench_rules.json $(ARGS)
 
 eval: $(STAMP) system-deps
-	$(BIN)/python scripts/evaluate.py --households 600 --days 21 --seed 7 --params scripts/eval_params.json --json-out docs/evaluation.json --doc docs/EVALUATION.md $(ARGS)
+	$(BIN)/python scripts/evaluate.py --households 600 --days 21 --seed 7 --first-day 2026-11-03 --params scripts/eval_params.json --json-out docs/evaluation.json --doc docs/EVALUATION.md $(ARGS)
 
 clean:
 	rm -rf $(VENV) .whistle .pytest_cache .mypy_cache .ruff_cache

@@ -198,7 +198,11 @@ def fmt(x: float | None, pct: bool = False) -> str:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.monotonic()
     today = datetime.now(LOCAL).date()
-    first_day = today - timedelta(days=args.days + 1)  # the span ends a day before now: no wall-clock effects
+    # A fixed first day makes a run repeatable (the season sets sunrise, heating and cooling); without
+    # one, the span ends a day before now. Either way it lies in the past: no wall-clock effects.
+    first_day = args.first_day or today - timedelta(days=args.days + 1)
+    if first_day + timedelta(days=args.days) >= today:
+        raise SystemExit(f"--first-day {first_day}: the {args.days} days must end before today")
     start = first_day.isoformat()
     span = (int(datetime.combine(first_day, datetime.min.time(), LOCAL).timestamp() * 1000),)
     span = (span[0], span[0] + args.days * DAY)
@@ -222,6 +226,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     admin_token="evaluation-token-0123456789",  # noqa: S106 - no API in this process
                     state_dir=work,
                     mqtt_client_id="evaluation",
+                    # keep every day of the span, however long ago it lies
+                    readings_retention_days=max(400, (today - first_day).days + 30),
                 )
                 stop = asyncio.Event()
                 ready: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
@@ -538,6 +544,9 @@ def cli() -> None:
     ap.add_argument("--households", type=int, default=600)
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--first-day", type=date.fromisoformat, default=None, help="local date the span starts (default: days ago)"
+    )
     ap.add_argument("--deadline", type=float, default=900.0, help="seconds the pipeline may take to drain")
     ap.add_argument("--nbiot-batch", type=float, default=0.0, help="share of water meters uploading daily batches")
     ap.add_argument("--power-batch", type=float, default=0.0, help="share of power meters shared in daily batches")
@@ -559,6 +568,7 @@ def cli() -> None:
     if args.doc:
         command = (
             f".venv/bin/python scripts/evaluate.py --households {args.households} --days {args.days} --seed {args.seed}"
+            + (f" --first-day {args.first_day}" if args.first_day else "")
             + (f" --params {args.params}" if args.params else "")
             + f" --json-out {args.json_out or 'docs/evaluation.json'} --doc {args.doc}"
         )
