@@ -226,7 +226,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     admin_token="evaluation-token-0123456789",  # noqa: S106 - no API in this process
                     state_dir=work,
                     mqtt_client_id="evaluation",
-                    # keep every day of the span, however long ago it lies
+                    # accept and keep every day of the span, however long ago it lies (a past season)
+                    reading_horizon_days=max(45, (today - first_day).days + 2),
                     readings_retention_days=max(400, (today - first_day).days + 30),
                 )
                 stop = asyncio.Event()
@@ -245,6 +246,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 pub_s = time.monotonic() - t_pub
                 drained = await wait_drained(rt, published, args.deadline)
                 ingest_s = time.monotonic() - t_pub
+                if published and not drained["readings"]:
+                    stop.set()
+                    raise SystemExit(f"{published} messages published and no reading taken: see the dead letters")
                 if args.ingest_only:
                     report = await ingest_report(db, truth, drained)
                     stop.set()
