@@ -56,6 +56,7 @@ from rules.detections import detect
 from rules.processor import Ctx
 from rules.topology import Topology
 from whistle.domain import AlarmKind, Detection, DetectionAction, DeviceType, Reading, Severity, SubjectType
+from whistle.timeutil import LOCAL_OFFSET_MS, local_day, local_hour
 
 MINUTE_MS = 60_000
 QUARTER_MS = 900_000
@@ -63,7 +64,6 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 SLOT_MIN = 30  # daytime spells are remembered by the half hour they began in
 SLOTS = 1440 // SLOT_MIN
-LOCAL_OFFSET_MS = 8 * HOUR_MS  # Asia/Shanghai, no daylight saving
 TAG = "lone_elder"
 WINDOW_DAYS = 14
 NIGHTS = 7
@@ -83,14 +83,6 @@ def _data_time(st: LoneElderState) -> int:
         return max(st.w_ts, st.p_ts)
     hi, lo = max(st.w_ts, st.p_ts), min(st.w_ts, st.p_ts)
     return lo if hi - lo <= MAX_SKEW_MS else hi - MAX_SKEW_MS
-
-
-def local_hour(ts: int) -> int:
-    return ((ts + LOCAL_OFFSET_MS) // HOUR_MS) % 24
-
-
-def local_day(ts: int) -> int:
-    return (ts + LOCAL_OFFSET_MS) // DAY_MS
 
 
 def is_lone_elder(r: Reading, topology: Topology) -> bool:

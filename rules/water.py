@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from rules.detections import detect
 from rules.processor import Ctx
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
+from whistle.timeutil import local_day
 
 
 @dataclass(slots=True)
@@ -48,12 +49,10 @@ class FlowState:
 
 WINDOW_DAYS = 14
 QUARTER_MS = 900_000
-DAY_MS = 86_400_000
-LOCAL_OFFSET_MS = 8 * 3_600_000
 
 
 def _roll(st: FlowState, ts: int) -> None:
-    day = (ts + LOCAL_OFFSET_MS) // DAY_MS
+    day = local_day(ts)
     if st.last_day < 0:
         st.last_day = day
     elif day > st.last_day:
@@ -67,7 +66,7 @@ def _remember(st: FlowState, end: int) -> None:
     """A span of use ended by itself: keep it as this day's longest if it is."""
     if st.since < 0:
         return
-    i = ((end + LOCAL_OFFSET_MS) // DAY_MS) % WINDOW_DAYS
+    i = local_day(end) % WINDOW_DAYS
     st.days[i] = max(st.days[i], min((end - st.since) // QUARTER_MS, 254) + 1)
 
 

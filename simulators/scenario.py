@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from simulators.district import Chemistry, District
-from simulators.timebase import DAY_MS, HOUR_MS, MINUTE_MS, day_start, local_day
+from simulators.timebase import DAY_MS, HOUR_MS, MINUTE_MS, day_start
+from whistle.timeutil import local_day
 
 SCENARIO_STATIC = 10
 SCENARIO_DAY = 11

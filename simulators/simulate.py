@@ -83,7 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _span(args: argparse.Namespace, now: int) -> tuple[int, int | None]:
     from simulators.live import live_start
-    from simulators.timebase import DAY_MS, MINUTE_MS, day_start, floor_to, local_day, parse_start
+    from simulators.timebase import DAY_MS, MINUTE_MS, day_start, floor_to, parse_start
+    from whistle.timeutil import local_day
 
     start = parse_start(args.start) if args.start else None
     if args.backfill:
@@ -110,8 +111,8 @@ def run_simulate(args: argparse.Namespace, mqtt_url: str | None) -> int:
     from simulators.load import prepare, run_load
     from simulators.params import Params
     from simulators.stream import Simulation, TrafficOptions
-    from simulators.timebase import DAY_MS, day_start, local_day
-    from whistle.timeutil import format_ms, now_ms
+    from simulators.timebase import DAY_MS, day_start
+    from whistle.timeutil import format_ms, local_day, now_ms
 
     if args.households < 1:
         raise SimulateError("--households must be at least 1")

@@ -40,7 +40,8 @@ import numpy as np
 from simulators.behaviour import DaySignals, elevator_trips, simulate_day
 from simulators.district import District
 from simulators.scenario import MALFORMED, METER_RESET, OFFLINE, Incident, Scenario, topic
-from simulators.timebase import ANCHOR_MS, DAY_MS, HOUR_MS, MINUTE_MS, SLOT_MS, day_start, local_day
+from simulators.timebase import ANCHOR_MS, DAY_MS, HOUR_MS, MINUTE_MS, SLOT_MS, day_start
+from whistle.timeutil import local_day
 
 STREAM = 40
 MAX_BATCH = 1000

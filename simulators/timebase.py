@@ -5,20 +5,14 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from whistle.timeutil import CHINA_TZ, from_datetime, parse_rfc3339
+from whistle.timeutil import CHINA_TZ, LOCAL_OFFSET_MS, from_datetime, parse_rfc3339
 
 MINUTE_MS = 60_000
 SLOT_MS = 15 * MINUTE_MS
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-LOCAL_OFFSET_MS = 8 * HOUR_MS
 # seq numbers count intervals from here, so two runs over the same time give the same seq
 ANCHOR_MS = from_datetime(datetime(2020, 1, 1, tzinfo=CHINA_TZ))
-
-
-def local_day(ms: int) -> int:
-    """The local (+08:00) calendar day number of an instant."""
-    return (ms + LOCAL_OFFSET_MS) // DAY_MS
 
 
 def day_start(day: int) -> int:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+LOCAL_OFFSET_MS = 8 * 3_600_000  # Asia/Shanghai: UTC+8, no daylight saving
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -13,6 +14,16 @@ _MS = timedelta(milliseconds=1)
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
+
+
+def local_day(ms: int) -> int:
+    """The local (Asia/Shanghai) calendar day number of an instant (days since 1970-01-01)."""
+    return (ms + LOCAL_OFFSET_MS) // 86_400_000
+
+
+def local_hour(ms: int) -> int:
+    """The local (Asia/Shanghai) hour of the day of an instant, 0-23."""
+    return (ms + LOCAL_OFFSET_MS) // 3_600_000 % 24
 
 
 def to_datetime(ms: int) -> datetime:

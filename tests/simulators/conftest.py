@@ -11,7 +11,8 @@ from simulators.behaviour import DaySignals, simulate_day
 from simulators.district import District, build_district
 from simulators.scenario import Incident, Scenario
 from simulators.stream import Message, Simulation, TrafficOptions
-from simulators.timebase import DAY_MS, day_start, local_day, parse_start
+from simulators.timebase import DAY_MS, day_start, parse_start
+from whistle.timeutil import local_day
 
 
 @dataclass(frozen=True)
