@@ -10,63 +10,48 @@ so a restart never fires it twice, and the dedup key drops a duplicate row if it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
-from alerts import repository as repo
+from alerts import rosters, store
 from alerts.channels.text import KIND_LABEL, SEVERITY_LABEL
 from alerts.escalation import EscalationPolicy, EscalationState, cancel_on, next_step, policy_for
+from alerts.outbox import OutboxMessage, insert_notification
 from alerts.routing import Responders, Target, route
-from whistle.domain import AlarmKind, Severity, TicketStatus
-from whistle.timeutil import from_datetime, to_datetime
+from whistle.domain import Ticket, TicketStatus
+from whistle.timeutil import to_datetime
 
 SYSTEM = "system"
 
-# The channels tried for each kind of recipient, in order (docs/NOTIFICATIONS.md). Channels that
-# are not configured in a process are skipped. Workers: the app if open, push, SMS through either
-# vendor, then the grid's group robots and the webhook. Emergency contacts have only a phone.
-ROUTES: Mapping[str, tuple[str, ...]] = {
-    "worker": ("live", "webpush", "sms.aliyun", "sms.tencent", "dingtalk", "wecom", "webhook"),
-    "contact": ("sms.aliyun", "sms.tencent", "webhook"),
-}
 
-
-def _ms(value: datetime | None) -> int | None:
-    return from_datetime(value) if value is not None else None
-
-
-def policy_of(ticket: Mapping[str, Any]) -> EscalationPolicy:
+def policy_of(ticket: Ticket) -> EscalationPolicy:
     """The ticket's frozen policy (tickets from before policies were frozen get today's default)."""
-    frozen = ticket.get("policy")
+    frozen = ticket.policy
     if frozen and frozen.get("steps"):
         return EscalationPolicy.from_json(frozen)
-    return policy_for(AlarmKind(ticket["kind"]), Severity(ticket["severity"]))
+    return policy_for(ticket.kind, ticket.severity)
 
 
-async def responders_for(conn: repo.Conn, ticket: Mapping[str, Any], now: int) -> Responders:
-    chain, candidates = await repo.routing_candidates(conn, ticket["grid_id"])
-    shifts = await repo.shifts_of(conn, chain[:1])
-    contacts = await repo.contacts_of(conn, ticket.get("household_id"))
+async def responders_for(conn: store.Conn, ticket: Ticket, now: int) -> Responders:
+    chain, candidates = await store.routing_candidates(conn, ticket.grid_id)
+    shifts = await rosters.shifts_of(conn, chain[:1])
+    contacts = await store.contacts_of(conn, ticket.household_id)
     return route(
         chain,
         candidates,
         shifts,
         now,
-        household_id=ticket.get("household_id"),
+        household_id=ticket.household_id,
         contacts=len(contacts),
-        assignee=ticket["assignee_id"],
+        assignee=ticket.assignee_id,
     )
 
 
-def compose(ticket: Mapping[str, Any], *, place: str, step: int, level: int, target: Target) -> tuple[str, str]:
+def compose(ticket: Ticket, *, place: str, step: int, level: int, target: Target) -> tuple[str, str]:
     """(title, body) of a notification, in Chinese, without personal data."""
-    kind = AlarmKind(ticket["kind"])
-    severity = Severity(ticket["severity"])
-    label = KIND_LABEL.get(kind, kind.value)
+    label = KIND_LABEL.get(ticket.kind, ticket.kind.value)
     title = f"{label} {place}".strip()
-    lines = [f"{SEVERITY_LABEL[severity]}：{label}", f"地点：{place or '-'}", f"工单：{ticket['id']}"]
+    lines = [f"{SEVERITY_LABEL[ticket.severity]}：{label}", f"地点：{place or '-'}", f"工单：{ticket.id}"]
     if level > 0:
         lines.append(f"升级第 {level} 级：未在时限内响应")
     if target is Target.CONTACT:
@@ -74,18 +59,13 @@ def compose(ticket: Mapping[str, Any], *, place: str, step: int, level: int, tar
     return title, "\n".join(lines)
 
 
-async def advance(conn: repo.Conn, ticket: Mapping[str, Any], now: int) -> int:
+async def advance(conn: store.Conn, ticket: Ticket, now: int) -> int:
     """Fire the ticket's due escalation steps into the outbox; store the next step. Returns rows queued."""
-    tid = str(ticket["id"])
+    tid = ticket.id
     policy = policy_of(ticket)
-    base = _ms(ticket.get("escalation_base_at")) or _ms(ticket["created_at"]) or now
-    state = EscalationState(
-        TicketStatus(ticket["status"]),
-        base,
-        int(ticket.get("escalation_step") or 0),
-        await repo.has_open_alarms(conn, tid),
-    )
-    level = int(ticket.get("escalation_level") or 0)
+    base = ticket.escalation_base_at or ticket.created_at or now
+    state = EscalationState(ticket.status, base, ticket.escalation_step, await store.has_open_alarms(conn, tid))
+    level = ticket.escalation_level
     queued = 0
     responders: Responders | None = None
     place: str | None = None
@@ -96,32 +76,30 @@ async def advance(conn: repo.Conn, ticket: Mapping[str, Any], now: int) -> int:
         step, index = result.fire, result.index
         if responders is None:
             responders = await responders_for(conn, ticket, now)
-            place = await repo.place_of(conn, ticket.get("building_id"), ticket.get("household_id"))
+            place = await store.place_of(conn, ticket.building_id, ticket.household_id)
         people = responders.resolve(step.notify)
-        details = await repo.recipients(conn, [rid for _, rid in people])
+        details = await store.recipients(conn, [rid for _, rid in people])
         level = max(level, step.level)
-        sent: list[dict[str, Any]] = []
+        sent: list[dict[str, str]] = []
         for target, rid in people:
             who = details.get(rid)
             if who is None:
                 continue
             title, body = compose(ticket, place=place or "", step=index, level=step.level, target=target)
-            row = await repo.insert_notification(
+            row = await insert_notification(
                 conn,
-                dedup_key=f"{tid}:{ticket.get('assignment') or 0}:{index}:{rid}",
+                dedup_key=f"{tid}:{ticket.assignment}:{index}:{rid}",
                 ticket_id=tid,
-                recipient_id=rid,
-                profile=who["type"],
-                body={
-                    "recipient": who,
-                    "kind": ticket["kind"],
-                    "severity": ticket["severity"],
-                    "title": title,
-                    "body": body,
-                    "target": target.value,
-                    "level": step.level,
-                },
-                priority=Severity(ticket["severity"]).rank,
+                message=OutboxMessage(
+                    recipient=who,
+                    kind=ticket.kind,
+                    severity=ticket.severity,
+                    title=title,
+                    body=body,
+                    target=target.value,
+                    level=step.level,
+                ),
+                priority=ticket.severity.rank,
                 cancel_on=cancel_on(step).value,
                 step=index,
                 now=now,
@@ -129,7 +107,7 @@ async def advance(conn: repo.Conn, ticket: Mapping[str, Any], now: int) -> int:
             if row is not None:
                 queued += 1
             sent.append({"target": target.value, "recipient_id": rid})
-        await repo.add_ticket_event(
+        await store.add_ticket_event(
             conn,
             tid,
             at=now,
@@ -139,7 +117,7 @@ async def advance(conn: repo.Conn, ticket: Mapping[str, Any], now: int) -> int:
             data={"step": index, "level": step.level, "policy": policy.name, "recipients": sent},
         )
         state = replace(state, next_index=result.next_index)
-    await repo.update_ticket(
+    await store.update_ticket(
         conn,
         tid,
         escalation_step=result.next_index,

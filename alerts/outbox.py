@@ -14,25 +14,108 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from alerts.channels.base import Channel, Notification, Recipient
-from alerts.channels.delivery import Delivery, DeliveryPolicy, DeliveryStatus, Dispatcher
-from alerts.channels.registry import build_channels
-from alerts.channels.settings import ChannelSettings
-from alerts.notify import ROUTES
+from psycopg.types.json import Jsonb
+
+from alerts.channels.base import Notification, Recipient
+from alerts.channels.delivery import Delivery, DeliveryStatus, Dispatcher
+from alerts.store import Conn, Contact
 from whistle.domain import AlarmKind, Severity
 from whistle.store.db import Database
 from whistle.timeutil import from_datetime, now_ms, to_datetime
 
-if TYPE_CHECKING:
-    from alerts.service import AlertService
-    from alerts.workers import EscalationWorker
-
 log = logging.getLogger(__name__)
+
+# The channels tried for each kind of recipient, in order (docs/NOTIFICATIONS.md). Channels that
+# are not configured in a process are skipped. Workers: the app if open, push, SMS through either
+# vendor, then the grid's group robots and the webhook. Emergency contacts have only a phone.
+ROUTES: Mapping[str, tuple[str, ...]] = {
+    "worker": ("live", "webpush", "sms.aliyun", "sms.tencent", "dingtalk", "wecom", "webhook"),
+    "contact": ("sms.aliyun", "sms.tencent", "webhook"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """What one outbox row asks to send: to whom, about what, the text, and the escalation step's target."""
+
+    recipient: Contact
+    kind: AlarmKind
+    severity: Severity
+    title: str
+    body: str
+    target: str
+    level: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient.to_json(),
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            "title": self.title,
+            "body": self.body,
+            "target": self.target,
+            "level": self.level,
+        }
+
+    @classmethod
+    def from_json(cls, recipient_id: str, profile: str, doc: Mapping[str, Any]) -> OutboxMessage:
+        who = doc.get("recipient") or {}
+        return cls(
+            recipient=Contact(recipient_id, str(who.get("name") or ""), who.get("phone"), profile),
+            kind=AlarmKind(doc["kind"]),
+            severity=Severity(doc["severity"]),
+            title=str(doc.get("title", "")),
+            body=str(doc.get("body", "")),
+            target=str(doc.get("target", "")),
+            level=int(doc.get("level") or 0),
+        )
+
+
+async def insert_notification(
+    conn: Conn,
+    *,
+    dedup_key: str,
+    ticket_id: str,
+    message: OutboxMessage,
+    priority: int,
+    cancel_on: str,
+    step: int,
+    now: int,
+) -> int | None:
+    """Queue a notification in the outbox; a dedup_key already there is not queued again (None)."""
+    cur = await conn.execute(
+        "INSERT INTO notifications (dedup_key, ticket_id, recipient_id, channel, body, created_at, due_at, "
+        "priority, cancel_on, step) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+        (
+            dedup_key,
+            ticket_id,
+            message.recipient.id,
+            message.recipient.type,
+            Jsonb(message.to_json()),
+            to_datetime(now),
+            to_datetime(now),
+            priority,
+            cancel_on,
+            step,
+        ),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def suppress_notifications(conn: Conn, ticket_id: str, statuses: Sequence[str] | None, why: str) -> int:
+    """Mark a ticket's unsent notifications moot: those cancelled by one of `statuses` (None: all)."""
+    cur = await conn.execute(
+        "UPDATE notifications SET status = 'suppressed', last_error = %s WHERE ticket_id = %s AND status = 'pending' "
+        "AND (%s::text[] IS NULL OR cancel_on = ANY(%s::text[]))",
+        (why, ticket_id, statuses, statuses),
+    )
+    return cur.rowcount
 
 
 class PgSentLog:
@@ -94,21 +177,23 @@ class Claimed:
     id: int
     dedup_key: str
     ticket_id: str | None
-    recipient_id: str
-    profile: str
-    body: Mapping[str, Any]
+    message: OutboxMessage
     created_at: int
     rounds: int
 
+    @property
+    def profile(self) -> str:
+        return self.message.recipient.type
+
     def notification(self) -> Notification:
-        who = self.body.get("recipient") or {}
+        m = self.message
         return Notification(
             id=self.dedup_key,
-            recipient=Recipient(id=self.recipient_id, name=str(who.get("name") or ""), phone=who.get("phone")),
-            severity=Severity(self.body["severity"]),
-            kind=AlarmKind(self.body["kind"]),
-            title=str(self.body.get("title", "")),
-            body=str(self.body.get("body", "")),
+            recipient=Recipient(id=m.recipient.id, name=m.recipient.name, phone=m.recipient.phone),
+            severity=m.severity,
+            kind=m.kind,
+            title=m.title,
+            body=m.body,
             ticket_id=self.ticket_id,
             created_at=self.created_at,
         )
@@ -155,7 +240,15 @@ class OutboxSender:
             )
             rows = await cur.fetchall()
         return [
-            Claimed(r[0], r[1], str(r[2]) if r[2] else None, r[3], r[4], r[5], from_datetime(r[6]), r[7]) for r in rows
+            Claimed(
+                r[0],
+                r[1],
+                str(r[2]) if r[2] else None,
+                OutboxMessage.from_json(r[3], r[4], r[5]),
+                from_datetime(r[6]),
+                r[7],
+            )
+            for r in rows
         ]
 
     async def run_once(self) -> int:
@@ -240,22 +333,3 @@ class OutboxSender:
                     w.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.gather(*waiters, return_exceptions=True)
-
-
-async def start_dispatch(stack: AsyncExitStack, service: AlertService) -> tuple[OutboxSender, EscalationWorker]:
-    """The alerts role's senders: channels from the environment (the service's hub as `live`),
-    started on `stack`; an outbox sender woken by the service's commits; the escalation worker."""
-    from alerts.workers import EscalationWorker
-
-    settings = ChannelSettings()
-    channels: dict[str, Channel] = {}
-    for name, channel in build_channels(settings).items():
-        if name != "live":
-            channels[name] = await stack.enter_async_context(channel)
-    channels["live"] = service.live
-    sent_log = PgSentLog(service.db)
-    dispatcher = Dispatcher(channels, policy=DeliveryPolicy.from_settings(settings.delivery), sent_log=sent_log)
-    # Routes name only the channels this process has (live always): no attempt on an absent one.
-    routes = {k: tuple(c for c in route if c in channels) for k, route in ROUTES.items()}
-    sender = OutboxSender(service.db, dispatcher, sent_log=sent_log, wakeup=service.outbox_ready, routes=routes)
-    return sender, EscalationWorker(service)

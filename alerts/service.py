@@ -15,14 +15,16 @@ from typing import Any
 
 import psycopg
 
-from alerts import repository as repo
+from alerts import rosters, silences, store
 from alerts.channels.live import WebSocketChannel
 from alerts.escalation import policy_for
 from alerts.lifecycle import Change, decide, group_of
 from alerts.notify import SYSTEM, advance, reached_statuses
+from alerts.outbox import suppress_notifications
 from alerts.routing import route
 from whistle.bus import TOPIC_DETECTIONS, Bus, TopicPartition
-from whistle.domain import Detection, Outcome, Severity, SubjectType, TicketStatus
+from whistle.domain import Detection, Outcome, Severity, SubjectType, Ticket, TicketStatus
+from whistle.errors import ServiceError
 from whistle.serde import decode_detection
 from whistle.store.db import Database
 from whistle.timeutil import now_ms, to_datetime
@@ -32,13 +34,8 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Mapping[str, Any]], None]
 
 
-class TicketError(ValueError):
+class TicketError(ServiceError):
     """A ticket action that is not allowed (unknown ticket, or not from its current status)."""
-
-    def __init__(self, message: str, *, not_found: bool = False, invalid: bool = False) -> None:
-        super().__init__(message)
-        self.not_found = not_found
-        self.invalid = invalid  # the request names something that does not exist (422), not a conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +89,7 @@ class AlertService:
     def __post_init__(self) -> None:
         self.listeners.append(self.live.announce)
 
-    def _announce(self, event: Mapping[str, Any]) -> None:
+    def announce(self, event: Mapping[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
                 listener(event)
@@ -115,7 +112,7 @@ class AlertService:
                     raise
         self._queued(result.queued)
         if result.change is not Change.IGNORE and not result.duplicate:
-            self._announce(
+            self.announce(
                 {
                     "type": f"alarm.{result.change.value}",
                     "alarm_id": result.alarm_id,
@@ -127,7 +124,7 @@ class AlertService:
                 }
             )
             if result.ticket_id and result.change is Change.OPEN:
-                self._announce(
+                self.announce(
                     {
                         "type": "ticket.updated" if result.grouped else "ticket.created",
                         "ticket_id": result.ticket_id,
@@ -137,21 +134,21 @@ class AlertService:
                 )
         return result
 
-    async def _dispatch(self, conn: repo.Conn, d: Detection, alarm_id: str, severity: Severity, now: int) -> Applied:
+    async def _dispatch(self, conn: store.Conn, d: Detection, alarm_id: str, severity: Severity, now: int) -> Applied:
         """Open a ticket for a new alarm (or join a related one), unless a silence covers it."""
-        chain, candidates = await repo.routing_candidates(conn, d.grid_id)
-        silence = await repo.active_silence(
+        chain, candidates = await store.routing_candidates(conn, d.grid_id)
+        silence = await silences.active_silence(
             conn, kind=d.kind.value, devices=_device_ids(d), building_id=d.building_id, grids=chain, at=now
         )
         if silence is not None:
-            await repo.set_alarm_silence(conn, alarm_id, silence)
+            await silences.set_alarm_silence(conn, alarm_id, silence)
             return Applied(Change.OPEN, alarm_id, silenced=True)
         group = group_of(d.kind, d.household_id, d.building_id)
         if group is not None:
-            joined = await repo.open_ticket_of_group(conn, [k.value for k in group.kinds], group.column, group.value)
+            joined = await store.open_ticket_of_group(conn, [k.value for k in group.kinds], group.column, group.value)
             if joined is not None:
-                await repo.attach_alarm(conn, joined, alarm_id)
-                await repo.add_ticket_event(
+                await store.attach_alarm(conn, joined, alarm_id)
+                await store.add_ticket_event(
                     conn,
                     joined,
                     at=now,
@@ -159,16 +156,16 @@ class AlertService:
                     action="alarm_grouped",
                     data={"alarm_id": alarm_id, "kind": d.kind.value, "severity": severity.value},
                 )
-                ticket = await repo.lock_ticket(conn, joined)
+                ticket = await store.lock_ticket(conn, joined)
                 assert ticket is not None
-                if severity.rank < Severity(ticket["severity"]).rank:
-                    await repo.update_ticket(conn, joined, severity=severity.value)
-                return Applied(Change.OPEN, alarm_id, joined, ticket["assignee_id"], grouped=True)
-        shifts = await repo.shifts_of(conn, chain[:1])
-        contacts = await repo.contacts_of(conn, d.household_id)
+                if severity.rank < ticket.severity.rank:
+                    await store.update_ticket(conn, joined, severity=severity.value)
+                return Applied(Change.OPEN, alarm_id, joined, ticket.assignee_id, grouped=True)
+        shifts = await rosters.shifts_of(conn, chain[:1])
+        contacts = await store.contacts_of(conn, d.household_id)
         responders = route(chain, candidates, shifts, now, household_id=d.household_id, contacts=len(contacts))
         policy = policy_for(d.kind, severity, has_contact=bool(contacts))
-        ticket_id = await repo.insert_ticket(
+        ticket_id = await store.insert_ticket(
             conn,
             alarm=d,
             alarm_id=alarm_id,
@@ -177,7 +174,7 @@ class AlertService:
             now=now,
             policy=policy.to_json(),
         )
-        await repo.add_ticket_event(
+        await store.add_ticket_event(
             conn,
             ticket_id,
             at=now,
@@ -186,7 +183,7 @@ class AlertService:
             to_status="dispatched",
             data={"alarm_id": alarm_id, "assignee_id": responders.assignee, "grid_chain": chain, "policy": policy.name},
         )
-        ticket = await repo.lock_ticket(conn, ticket_id)
+        ticket = await store.lock_ticket(conn, ticket_id)
         assert ticket is not None
         queued = await advance(conn, ticket, now)
         return Applied(Change.OPEN, alarm_id, ticket_id, responders.assignee, queued=queued)
@@ -194,23 +191,23 @@ class AlertService:
     async def _apply_once(self, d: Detection) -> Applied:
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
-            if await repo.detection_applied(conn, d.detection_id):
+            if await store.detection_applied(conn, d.detection_id):
                 return Applied(Change.IGNORE, None, duplicate=True)
-            existing = await repo.lock_open_alarm(conn, d)
+            existing = await store.lock_open_alarm(conn, d)
             decision = decide(d, existing)
             if decision.change is Change.IGNORE:
                 return Applied(Change.IGNORE, None)
             if decision.change is Change.OPEN:
-                alarm_id = await repo.insert_alarm(conn, d, decision.severity, now)
-                await repo.mark_applied(conn, d.detection_id, alarm_id)
+                alarm_id = await store.insert_alarm(conn, d, decision.severity, now)
+                await store.mark_applied(conn, d.detection_id, alarm_id)
                 return await self._dispatch(conn, d, alarm_id, decision.severity, now)
             assert existing is not None
-            open_ticket = await repo.ticket_for_alarm(conn, existing.id)
+            open_ticket = await store.ticket_for_alarm(conn, existing.id)
             queued = 0
             if decision.change is Change.UPDATE:
-                await repo.update_alarm(conn, existing.id, d, decision.severity)
+                await store.update_alarm(conn, existing.id, d, decision.severity)
                 if open_ticket and decision.escalated:
-                    await repo.add_ticket_event(
+                    await store.add_ticket_event(
                         conn,
                         open_ticket,
                         at=now,
@@ -218,29 +215,29 @@ class AlertService:
                         action="severity_raised",
                         data={"severity": decision.severity.value},
                     )
-                await repo.mark_applied(conn, d.detection_id, existing.id)
-                if open_ticket is None and await repo.alarm_silence(conn, existing.id) is not None:
+                await store.mark_applied(conn, d.detection_id, existing.id)
+                if open_ticket is None and await silences.alarm_silence(conn, existing.id) is not None:
                     # A silenced alarm still going on: dispatch it once its silence is over.
                     applied = await self._dispatch(conn, d, existing.id, decision.severity, now)
                     if not applied.silenced:
-                        await repo.set_alarm_silence(conn, existing.id, None)
+                        await silences.set_alarm_silence(conn, existing.id, None)
                         return replace(applied, change=Change.UPDATE)
                 return Applied(Change.UPDATE, existing.id, open_ticket)
-            await repo.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
+            await store.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
             if open_ticket:
-                await repo.add_ticket_event(
+                await store.add_ticket_event(
                     conn, open_ticket, at=now, actor=SYSTEM, action="alarm_cleared", data={"alarm_id": existing.id}
                 )
-                queued = await self._after_clear(conn, open_ticket, now)
-            await repo.mark_applied(conn, d.detection_id, existing.id)
+                queued = await self.after_clear(conn, open_ticket, now)
+            await store.mark_applied(conn, d.detection_id, existing.id)
             return Applied(decision.change, existing.id, open_ticket, queued=queued)
 
-    async def _after_clear(self, conn: repo.Conn, ticket_id: str, now: int) -> int:
+    async def after_clear(self, conn: store.Conn, ticket_id: str, now: int) -> int:
         """Once all of a ticket's alarms are cleared its escalation stops and unsent notifications go."""
-        if await repo.has_open_alarms(conn, ticket_id):
+        if await store.has_open_alarms(conn, ticket_id):
             return 0
-        await repo.suppress_notifications(conn, ticket_id, None, "alarms cleared")
-        ticket = await repo.lock_ticket(conn, ticket_id)
+        await suppress_notifications(conn, ticket_id, None, "alarms cleared")
+        ticket = await store.lock_ticket(conn, ticket_id)
         return await advance(conn, ticket, now) if ticket else 0
 
     async def transition(
@@ -251,7 +248,7 @@ class AlertService:
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
             row = await self._lock(conn, ticket_id)
-            current = TicketStatus(row["status"])
+            current = row.status
             if current not in allowed:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
             columns: dict[str, Any] = {stamp: to_datetime(now)}
@@ -259,8 +256,8 @@ class AlertService:
                 if outcome is None:
                     raise TicketError("resolve needs an outcome: confirmed, false_alarm or duplicate")
                 columns.update(outcome=outcome.value, note=note)
-            await repo.set_ticket_status(conn, ticket_id, target.value, **columns)
-            await repo.add_ticket_event(
+            await store.set_ticket_status(conn, ticket_id, target.value, **columns)
+            await store.add_ticket_event(
                 conn,
                 ticket_id,
                 at=now,
@@ -272,21 +269,21 @@ class AlertService:
                 data={"outcome": outcome.value} if outcome else None,
             )
             if action == "ack":
-                await repo.acknowledge_alarms(conn, ticket_id)
+                await store.acknowledge_alarms(conn, ticket_id)
             if action == "resolve":
-                alarms = await repo.alarm_ids_of_ticket(conn, ticket_id)
-                await repo.clear_alarms(
+                alarms = await store.alarm_ids_of_ticket(conn, ticket_id)
+                await store.clear_alarms(
                     conn, alarms, now, {"cleared_by": "ticket", "outcome": outcome.value if outcome else None}
                 )
-            await repo.suppress_notifications(conn, ticket_id, reached_statuses(target), f"ticket {target.value}")
-            ticket = await repo.lock_ticket(conn, ticket_id)
+            await suppress_notifications(conn, ticket_id, reached_statuses(target), f"ticket {target.value}")
+            ticket = await store.lock_ticket(conn, ticket_id)
             assert ticket is not None
             queued = await advance(conn, ticket, now)
         self._queued(queued)
-        self._announce({"type": f"ticket.{target.value}", "ticket_id": ticket_id, "actor": actor})
+        self.announce({"type": f"ticket.{target.value}", "ticket_id": ticket_id, "actor": actor})
 
-    async def _lock(self, conn: repo.Conn, ticket_id: str) -> dict[str, Any]:
-        row = await repo.lock_ticket(conn, ticket_id)
+    async def _lock(self, conn: store.Conn, ticket_id: str) -> Ticket:
+        row = await store.lock_ticket(conn, ticket_id)
         if row is None:
             raise TicketError(f"ticket {ticket_id} not found", not_found=True)
         return row
@@ -309,24 +306,24 @@ class AlertService:
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
             row = await self._lock(conn, ticket_id)
-            current = TicketStatus(row["status"])
+            current = row.status
             if current not in OPEN_STATUSES:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
-            if grid_id is not None and not await repo.exists(conn, "grids", grid_id):
+            if grid_id is not None and not await store.exists(conn, "grids", grid_id):
                 raise TicketError(f"grid {grid_id} not found", invalid=True)
-            if assignee_id is not None and not await repo.exists(conn, "workers", assignee_id):
+            if assignee_id is not None and not await store.exists(conn, "workers", assignee_id):
                 raise TicketError(f"worker {assignee_id} not found", invalid=True)
-            new_grid = grid_id if grid_id is not None else row["grid_id"]
+            new_grid = grid_id if grid_id is not None else row.grid_id
             if assignee_id is None:
-                chain, candidates = await repo.routing_candidates(conn, new_grid)
-                shifts = await repo.shifts_of(conn, chain[:1])
+                chain, candidates = await store.routing_candidates(conn, new_grid)
+                shifts = await rosters.shifts_of(conn, chain[:1])
                 assignee_id = route(chain, candidates, shifts, now).assignee
                 if assignee_id is None:
                     raise TicketError(f"nobody to take the ticket in grid {new_grid}", invalid=True)
-            if assignee_id == row["assignee_id"] and new_grid == row["grid_id"]:
+            if assignee_id == row.assignee_id and new_grid == row.grid_id:
                 raise TicketError(f"the ticket is already assigned to {assignee_id}")
-            await repo.suppress_notifications(conn, ticket_id, None, f"ticket {action}")
-            await repo.update_ticket(
+            await suppress_notifications(conn, ticket_id, None, f"ticket {action}")
+            await store.update_ticket(
                 conn,
                 ticket_id,
                 grid_id=new_grid,
@@ -334,11 +331,11 @@ class AlertService:
                 status=TicketStatus.DISPATCHED.value,
                 acknowledged_at=None,
                 arrived_at=None,
-                assignment=int(row["assignment"]) + 1,
+                assignment=row.assignment + 1,
                 escalation_step=0,
                 escalation_base_at=to_datetime(now),
             )
-            await repo.add_ticket_event(
+            await store.add_ticket_event(
                 conn,
                 ticket_id,
                 at=now,
@@ -348,25 +345,25 @@ class AlertService:
                 to_status=TicketStatus.DISPATCHED.value,
                 note=note,
                 data={
-                    "from_assignee": row["assignee_id"],
+                    "from_assignee": row.assignee_id,
                     "to_assignee": assignee_id,
-                    "from_grid": row["grid_id"],
+                    "from_grid": row.grid_id,
                     "to_grid": new_grid,
                 },
             )
-            ticket = await repo.lock_ticket(conn, ticket_id)
+            ticket = await store.lock_ticket(conn, ticket_id)
             assert ticket is not None
             queued = await advance(conn, ticket, now)
         self._queued(queued)
-        self._announce({"type": f"ticket.{action}", "ticket_id": ticket_id, "assignee_id": assignee_id, "actor": actor})
+        self.announce({"type": f"ticket.{action}", "ticket_id": ticket_id, "assignee_id": assignee_id, "actor": actor})
 
     async def comment(self, ticket_id: str, *, actor: str, note: str) -> None:
         """Add a comment to a ticket's history (any status)."""
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
             await self._lock(conn, ticket_id)
-            await repo.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
-        self._announce({"type": "ticket.comment", "ticket_id": ticket_id, "actor": actor})
+            await store.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
+        self.announce({"type": "ticket.comment", "ticket_id": ticket_id, "actor": actor})
 
 
 class AlertsWorker:

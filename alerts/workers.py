@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from psycopg.rows import dict_row
 
-from alerts import repository as repo
+from alerts import store
 from alerts.notify import SYSTEM, advance
 from alerts.service import AlertService
 from whistle.domain import AlarmKind
@@ -68,13 +68,13 @@ class EscalationWorker:
                     (to_datetime(now), self.batch),
                 )
                 due = await cur.fetchall()
-            for ticket in due:
-                queued += await advance(conn, ticket, now)
+            for row in due:
+                queued += await advance(conn, store.ticket_from_row(row), now)
         self.fired += queued
         if queued:
             self.service.outbox_ready.set()
             for t in due:
-                self.service._announce({"type": "ticket.escalated", "ticket_id": str(t["id"])})
+                self.service.announce({"type": "ticket.escalated", "ticket_id": str(t["id"])})
         return len(due)
 
     async def clear_quiet(self) -> int:
@@ -96,9 +96,9 @@ class EscalationWorker:
             )
             cleared = [(str(r[0]), str(r[1]) if r[1] else None) for r in await cur.fetchall()]
             for alarm_id, ticket_id in cleared:
-                await repo.clear_alarms(conn, [alarm_id], now, {"cleared_by": "quiet_period"})
+                await store.clear_alarms(conn, [alarm_id], now, {"cleared_by": "quiet_period"})
                 if ticket_id:
-                    await repo.add_ticket_event(
+                    await store.add_ticket_event(
                         conn,
                         ticket_id,
                         at=now,
@@ -106,10 +106,10 @@ class EscalationWorker:
                         action="alarm_cleared",
                         data={"alarm_id": alarm_id, "cleared_by": "quiet_period"},
                     )
-                    await self.service._after_clear(conn, ticket_id, now)
+                    await self.service.after_clear(conn, ticket_id, now)
         self.cleared += len(cleared)
         for alarm_id, _ in cleared:
-            self.service._announce({"type": "alarm.clear", "alarm_id": alarm_id, "cleared_by": "quiet_period"})
+            self.service.announce({"type": "alarm.clear", "alarm_id": alarm_id, "cleared_by": "quiet_period"})
         return len(cleared)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi import FastAPI, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from api.deps import ApiContext
 from api.routes import router
 from whistle import __version__
+from whistle.errors import ServiceError
 from whistle.metrics import CONTENT_TYPE, render
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status of a refusal: 404 not found, 400 malformed, 422 invalid, otherwise 409 (a conflict)."""
+    if exc.not_found:
+        return status.HTTP_404_NOT_FOUND
+    if exc.malformed:
+        return status.HTTP_400_BAD_REQUEST
+    if exc.invalid:
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    return status.HTTP_409_CONFLICT
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -20,6 +32,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(router)
+
+    @app.exception_handler(ServiceError)
+    async def refused(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)

@@ -1,30 +1,34 @@
-"""Dependencies of the routes: the running context and the caller's identity."""
+"""Dependencies of the routes, as `Annotated` aliases: the running services and the caller's identity."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.service import AlertService
 from whistle.metrics import Sample
-from whistle.registry import DeviceDirectory
+from whistle.protocol import DEVICE_ID_PATTERN
 from whistle.store.db import Database
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass
 class ApiContext:
-    """What the routes need from the process that serves them."""
+    """What the routes need from the process that serves them (the app wires it)."""
 
     db: Database
     alerts: AlertService
     admin_token: str
     roles: list[str] = field(default_factory=list)
-    directory: DeviceDirectory | None = None
+    registry_changed: Callable[[], Awaitable[None]] = _nothing  # after an import: reload the registry views
     health_details: Callable[[], dict[str, Any]] = dict
     metrics: Callable[[], Iterable[Sample]] = list
 
@@ -51,5 +55,16 @@ def current_user(
     return "admin"
 
 
-Ctx = Annotated[ApiContext, Depends(get_context)]
+def get_db(ctx: Annotated[ApiContext, Depends(get_context)]) -> Database:
+    return ctx.db
+
+
+Services = Annotated[ApiContext, Depends(get_context)]
+Db = Annotated[Database, Depends(get_db)]
 CurrentUser = Annotated[str, Depends(current_user)]
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+TicketId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
+DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+HouseholdId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+GridId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]

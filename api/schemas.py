@@ -7,7 +7,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from whistle.domain import AlarmKind, Outcome
+from alerts.queries import TicketView
+from alerts.rosters import Roster
+from whistle.domain import Alarm, AlarmKind, Outcome, TicketEvent
+from whistle.timeutil import to_datetime
 
 T = TypeVar("T")
 
@@ -33,6 +36,25 @@ class AlarmRead(BaseModel):
     count: int
     evidence: dict[str, Any]
 
+    @classmethod
+    def of(cls, a: Alarm) -> AlarmRead:
+        return cls(
+            id=a.id,
+            kind=a.kind.value,
+            severity=a.severity.value,
+            status=a.status.value,
+            subject_type=a.subject_type.value,
+            subject_id=a.subject_id,
+            household_id=a.household_id,
+            building_id=a.building_id,
+            grid_id=a.grid_id,
+            first_seen=to_datetime(a.first_seen),
+            last_seen=to_datetime(a.last_seen),
+            detected_at=to_datetime(a.detected_at),
+            count=a.count,
+            evidence=dict(a.evidence),
+        )
+
 
 class TicketEventRead(BaseModel):
     at: datetime
@@ -42,6 +64,22 @@ class TicketEventRead(BaseModel):
     to_status: str | None
     note: str | None
     data: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: TicketEvent) -> TicketEventRead:
+        return cls(
+            at=to_datetime(e.at),
+            actor=e.actor,
+            action=e.action,
+            from_status=e.from_status,
+            to_status=e.to_status,
+            note=e.note,
+            data=dict(e.data),
+        )
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return to_datetime(ms) if ms is not None else None
 
 
 class TicketRead(BaseModel):
@@ -62,6 +100,29 @@ class TicketRead(BaseModel):
     history: list[TicketEventRead]
     closed_at: datetime | None = None
     escalation_due_at: datetime | None = None
+
+    @classmethod
+    def of(cls, view: TicketView) -> TicketRead:
+        t = view.ticket
+        return cls(
+            id=t.id,
+            kind=t.kind.value,
+            severity=t.severity.value,
+            alarm_ids=list(t.alarm_ids),
+            grid_id=t.grid_id,
+            assignee_id=t.assignee_id,
+            status=t.status.value,
+            escalation_level=t.escalation_level,
+            created_at=to_datetime(t.created_at),
+            acknowledged_at=_dt(t.acknowledged_at),
+            arrived_at=_dt(t.arrived_at),
+            resolved_at=_dt(t.resolved_at),
+            outcome=t.outcome.value if t.outcome else None,
+            note=t.note,
+            history=[TicketEventRead.of(e) for e in view.history],
+            closed_at=_dt(t.closed_at),
+            escalation_due_at=_dt(t.escalation_due_at),
+        )
 
 
 class TicketNote(BaseModel):
@@ -129,6 +190,18 @@ class RosterRead(BaseModel):
     on_duty: list[str]
     backup_on_duty: list[str]
 
+    @classmethod
+    def of(cls, r: Roster) -> RosterRead:
+        return cls(
+            grid_id=r.grid_id,
+            shifts=[
+                ShiftRead(worker_id=s.worker_id, weekday=s.weekday, start=s.starts, end=s.ends, duty=s.duty.value)
+                for s in r.shifts
+            ],
+            on_duty=r.on_duty,
+            backup_on_duty=r.backup_on_duty,
+        )
+
 
 class SilenceCreate(BaseModel):
     """A silence or maintenance window: alarms inside it are recorded, not dispatched."""
@@ -151,6 +224,7 @@ class SilenceCreate(BaseModel):
 
 
 class SilenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: int
     scope_type: str
     scope_id: str
@@ -212,6 +286,7 @@ class AbsenceCreate(BaseModel):
 
 
 class AbsenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: int
     household_id: str
     start: datetime

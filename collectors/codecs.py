@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from whistle.domain import Channel, DeviceType
+from whistle.protocol import DEVICE_ID, EBIKE_EVENTS, ELEVATOR_EVENTS, SMOKE_EVENTS, TOPIC_PREFIX
 from whistle.timeutil import parse_rfc3339
-
-TOPIC_PREFIX = "whistle/v1/"
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 class Reason(StrEnum):
@@ -154,30 +151,6 @@ _BATTERY = _number(0, 100)
 _RSSI = _number(-150, 0)
 _METER_STATUS = Spec(optional={"battery_pct": _BATTERY, "rssi_dbm": _RSSI, "online": _boolean})
 
-SMOKE_EVENTS = (
-    "alarm",
-    "alarm_clear",
-    "fault",
-    "fault_clear",
-    "low_battery",
-    "tamper",
-    "tamper_clear",
-    "mute",
-    "test",
-)
-ELEVATOR_EVENTS = (
-    "trapped",
-    "door_open_while_moving",
-    "overspeed",
-    "stop_outside_door_zone",
-    "top_overrun",
-    "bottom_overrun",
-    "power_loss",
-    "fault",
-    "recovered",
-    "ebike_detected",
-)
-
 SPECS: Mapping[tuple[DeviceType, Channel], Spec] = {
     (DeviceType.SMOKE, Channel.EVENT): Spec(
         required={"event": _one_of(*SMOKE_EVENTS)}, optional={"obscuration_db_m": _number(0, 100)}
@@ -195,7 +168,7 @@ SPECS: Mapping[tuple[DeviceType, Channel], Spec] = {
     ),
     (DeviceType.ELEVATOR, Channel.STATUS): Spec(optional={"online": _boolean}),
     (DeviceType.EBIKE, Channel.DATA): Spec(required={"power_w": _number(0, 50_000)}),
-    (DeviceType.EBIKE, Channel.EVENT): Spec(required={"event": _one_of("charging_detected", "charging_stopped")}),
+    (DeviceType.EBIKE, Channel.EVENT): Spec(required={"event": _one_of(*EBIKE_EVENTS)}),
     (DeviceType.EBIKE, Channel.STATUS): _METER_STATUS,
     (DeviceType.WATER, Channel.DATA): Spec(
         required={"total_m3": _number(0, 1e9)}, optional={"flow_lph": _number(0, 1e6)}
@@ -222,7 +195,7 @@ def parse_topic(topic: str) -> tuple[DeviceType, str, Channel]:
     device_type = _TYPES.get(type_s)
     if device_type is None:
         raise _Invalid(Reason.UNKNOWN_TYPE, f"unknown device type {type_s[:32]!r}")
-    if not _DEVICE_ID.match(device_id):
+    if not DEVICE_ID.match(device_id):
         raise _Invalid(Reason.BAD_DEVICE_ID, "device id must be 1-64 of A-Z a-z 0-9 _ -")
     channel = _CHANNELS.get(channel_s)
     if channel is None or (device_type, channel) not in SPECS:

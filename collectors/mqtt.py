@@ -14,12 +14,12 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from whistle.mqtt import MqttEndpoint
 from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -30,28 +30,7 @@ class MqttError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class MqttEndpoint:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> MqttEndpoint:
-        """`mqtt://user:pass@host:1883` (also `tcp://`)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError(f"MQTT URL must look like mqtt://user:pass@host:1883, got {url!r}")
-        return cls(
-            host=parts.hostname,
-            port=parts.port or 1883,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
+class MqttMessage:
     topic: str
     payload: bytes
     qos: int
@@ -77,7 +56,7 @@ class MqttSource:
         self.client_id = client_id
         self.topics = [f"$share/{share_group}/{t}" if share_group else t for t in topics]
         self._keepalive = keepalive
-        self._buffer: deque[Message] = deque()
+        self._buffer: deque[MqttMessage] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._has_data = asyncio.Event()
@@ -174,7 +153,7 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._buffer.append(
-            Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now_ms(), self._connection, bool(msg.dup))
+            MqttMessage(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now_ms(), self._connection, bool(msg.dup))
         )
         if not self._has_data.is_set():
             assert self._loop is not None
@@ -184,7 +163,7 @@ class MqttSource:
 
     async def get_batch(
         self, max_items: int, linger_ms: int, timeout: float = 1.0, max_bytes: int | None = None
-    ) -> list[Message]:
+    ) -> list[MqttMessage]:
         """Up to max_items messages (and about max_bytes of payload): waits up to `timeout` for the first,
         then `linger_ms` for more."""
         if not self._buffer:
@@ -195,7 +174,7 @@ class MqttSource:
                 return []
             if linger_ms and len(self._buffer) < max_items:
                 await asyncio.sleep(linger_ms / 1000)
-        out: list[Message] = []
+        out: list[MqttMessage] = []
         buf = self._buffer
         budget = max_bytes if max_bytes is not None else -1
         while buf and len(out) < max_items and budget != 0:
@@ -205,7 +184,7 @@ class MqttSource:
                 budget = max(0, budget - len(m.payload))
         return out
 
-    def ack(self, messages: Sequence[Message]) -> None:
+    def ack(self, messages: Sequence[MqttMessage]) -> None:
         """Acknowledge messages to the broker, now that they are handed on."""
         client = self._client
         if client is None:

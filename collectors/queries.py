@@ -6,9 +6,9 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import TupleRow, dict_row
+from psycopg.rows import dict_row
 
+from whistle.store.db import Database
 from whistle.store.query import Where
 
 
@@ -20,7 +20,7 @@ def _payload_text(raw: bytes) -> tuple[str, str]:
 
 
 async def list_dead_letters(
-    conn: AsyncConnection[TupleRow], *, reason: str | None, since: datetime | None, limit: int, cursor: int | None
+    db: Database, *, reason: str | None, since: datetime | None, limit: int, cursor: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; the cursor is the id to continue below."""
     where = Where().eq({"reason": reason or None})
@@ -32,7 +32,7 @@ async def list_dead_letters(
         f"SELECT id, topic, reason, detail, received_at, payload FROM dead_letters{where.sql()} "
         "ORDER BY id DESC LIMIT %s"
     )
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, (*where.args, limit + 1))
         rows = await cur.fetchall()
     items = []
@@ -42,9 +42,9 @@ async def list_dead_letters(
     return items, (int(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
 
-async def get_device(conn: AsyncConnection[TupleRow], device_id: str) -> dict[str, Any] | None:
+async def get_device(db: Database, device_id: str) -> dict[str, Any] | None:
     """The registry entry with its placement and last known state."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id) AS building_id, "
             "b.grid_id, d.location, s.last_seen, s.online, s.battery_pct, s.rssi_dbm "
@@ -56,9 +56,9 @@ async def get_device(conn: AsyncConnection[TupleRow], device_id: str) -> dict[st
         return await cur.fetchone()
 
 
-async def list_unregistered(conn: AsyncConnection[TupleRow], *, limit: int) -> list[dict[str, Any]]:
+async def list_unregistered(db: Database, *, limit: int) -> list[dict[str, Any]]:
     """Devices that publish without being registered, most recently heard first."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT device_id, device_type, first_seen, last_seen, last_topic, messages FROM unregistered_devices "
             "WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = device_id) ORDER BY last_seen DESC LIMIT %s",
@@ -68,10 +68,10 @@ async def list_unregistered(conn: AsyncConnection[TupleRow], *, limit: int) -> l
 
 
 async def device_usage(
-    conn: AsyncConnection[TupleRow], device_id: str, *, since: datetime, until: datetime, max_gap_s: float
+    db: Database, device_id: str, *, since: datetime, until: datetime, max_gap_s: float
 ) -> list[dict[str, Any]]:
     """Consumption per interval of a meter, from its stored series (whistle_usage, migration 0002)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT ts, total, delta, interval_ms, reset, gap "
             "FROM whistle_usage(%s, %s, %s, make_interval(secs => %s))",

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 import psycopg
 
 from collectors.codecs import Limits, Reason, decode_message
-from collectors.mqtt import Message, MqttEndpoint, MqttSource
+from collectors.mqtt import MqttMessage, MqttSource
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus
-from whistle.domain import Channel, DeadLetter, DeviceType, Reading
+from whistle.domain import Channel, DeadLetter, Reading
+from whistle.mqtt import MqttEndpoint
+from whistle.protocol import LIFE_SAFETY_TYPES
 from whistle.registry import DeviceDirectory
 from whistle.serde import encode_reading
 from whistle.store.db import Database
@@ -41,13 +43,12 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = ("whistle/v1/#",)
 PRIORITY_SUBSCRIPTIONS = ("whistle/v1/smoke/+/event", "whistle/v1/elevator/+/event")
-_LIFE_SAFETY = frozenset({DeviceType.SMOKE, DeviceType.ELEVATOR})
-_LIFE_SAFETY_NAMES = frozenset(t.value for t in _LIFE_SAFETY)
+_LIFE_SAFETY_NAMES = frozenset(t.value for t in LIFE_SAFETY_TYPES)
 
 
 def is_priority(r: Reading) -> bool:
     """Smoke and elevator events travel on their own topic, never behind bulk meter data."""
-    return r.channel is Channel.EVENT and r.device_type in _LIFE_SAFETY
+    return r.channel is Channel.EVENT and r.device_type in LIFE_SAFETY_TYPES
 
 
 def is_priority_topic(topic: str) -> bool:
@@ -82,7 +83,7 @@ class CollectorStats:
     write_failures: int = 0
 
 
-async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, limits: Limits) -> Batch:
+async def decode_batch(messages: Sequence[MqttMessage], directory: DeviceDirectory, limits: Limits) -> Batch:
     """Decode messages, bind each reading to where its device is registered, drop repeats within the batch."""
     out = Batch()
     results = [(m, decode_message(m.topic, m.payload, received_at=m.received_at, limits=limits)) for m in messages]
@@ -90,7 +91,7 @@ async def decode_batch(messages: Sequence[Message], directory: DeviceDirectory, 
     placements = await directory.resolve(ids)
     seen: set[tuple[str, int, Channel, int]] = set()
 
-    def refuse(m: Message, reason: Reason, detail: str, payload: bytes) -> None:
+    def refuse(m: MqttMessage, reason: Reason, detail: str, payload: bytes) -> None:
         out.dead_letters.append(DeadLetter(m.topic, reason.value, detail, payload, m.received_at))
 
     for m, res in results:
@@ -245,7 +246,7 @@ class Collector:
         self.stats.readings += new
         return fresh
 
-    async def handle(self, lane: Lane, messages: Sequence[Message]) -> None:
+    async def handle(self, lane: Lane, messages: Sequence[MqttMessage]) -> None:
         """Decode, write and acknowledge one batch; retries the write until it succeeds."""
         if lane.skip is not None:
             skipped = [m for m in messages if lane.skip(m.topic)]

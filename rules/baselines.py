@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rules.group_rental import HouseholdDays
-
-HOUR_MS = 3_600_000
+from whistle.timeutil import HOUR_MS
 
 
 def fixed_water_rule(

@@ -10,26 +10,7 @@ from rules.processor import Rule
 from rules.smoke import SmokeBattery, SmokeDevice, SmokeIncident, smoke_battery, smoke_device, smoke_fire
 from rules.water import FlowState, continuous_flow
 from whistle.domain import Channel, DeviceType, Reading
-
-# Every (type, channel) of the device protocol (CONTRACT.md §1).
-PROTOCOL = frozenset(
-    {
-        (DeviceType.SMOKE, Channel.EVENT),
-        (DeviceType.SMOKE, Channel.STATUS),
-        (DeviceType.ELEVATOR, Channel.EVENT),
-        (DeviceType.ELEVATOR, Channel.DATA),
-        (DeviceType.ELEVATOR, Channel.STATUS),
-        (DeviceType.EBIKE, Channel.DATA),
-        (DeviceType.EBIKE, Channel.EVENT),
-        (DeviceType.EBIKE, Channel.STATUS),
-        (DeviceType.WATER, Channel.DATA),
-        (DeviceType.WATER, Channel.STATUS),
-        (DeviceType.POWER, Channel.DATA),
-        (DeviceType.POWER, Channel.STATUS),
-    }
-)
-PRIORITY_INPUTS = frozenset({(DeviceType.SMOKE, Channel.EVENT), (DeviceType.ELEVATOR, Channel.EVENT)})
-BULK_INPUTS = PROTOCOL - PRIORITY_INPUTS
+from whistle.protocol import BULK_INPUTS
 
 
 def by_building(r: Reading) -> str:

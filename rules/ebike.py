@@ -35,11 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.detections import detect
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity
+from whistle.timeutil import DAY_MS
 
 IDLE, CANDIDATE, CHARGING = 0, 1, 2
-DAY_MS = 86_400_000
 QUARTER_MS = 900_000
 ENV_BLOCKS = 3  # whole quarter hours under the envelope: a fridge's cycle (35-60 min) shows an off phase
 ENV_FLAT_SAMPLES = 5  # minutes of each quarter hour at its low: a floor, not a wandering load touching it
@@ -111,7 +111,7 @@ def _envelope(st: EbikeState, ts: int, w: float, standby: float) -> float | None
     return min(st.env_cur, *st.env_blocks)
 
 
-def ebike_charging(r: Reading, st: EbikeState, ctx: Ctx) -> list[Detection] | None:
+def ebike_charging(r: Reading, st: EbikeState, ctx: RuleContext) -> list[Detection] | None:
     """Raise or clear `ebike.indoor_charging` from one ebike sensor reading."""
     p = ctx.params.ebike
     if not p.enabled or r.ts <= st.last_ts:

@@ -13,20 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.detections import detect
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity
-
-FAULT_EVENTS = frozenset(
-    {
-        "door_open_while_moving",
-        "overspeed",
-        "stop_outside_door_zone",
-        "top_overrun",
-        "bottom_overrun",
-        "power_loss",
-        "fault",
-    }
-)
+from whistle.protocol import ELEVATOR_FAULT_EVENTS
 
 
 @dataclass(slots=True)
@@ -41,7 +30,7 @@ def _det(r: Reading, kind: AlarmKind, severity: Severity, action: DetectionActio
     return detect(r, kind, severity, action, ev)
 
 
-def elevator_events(r: Reading, st: ElevatorState, ctx: Ctx) -> list[Detection] | None:
+def elevator_events(r: Reading, st: ElevatorState, ctx: RuleContext) -> list[Detection] | None:
     """`elevator.trapped`, `elevator.fault` and `elevator.ebike` from one elevator event."""
     p = ctx.params.elevator
     event = r.values.get("event")
@@ -54,7 +43,7 @@ def elevator_events(r: Reading, st: ElevatorState, ctx: Ctx) -> list[Detection] 
             return None
         st.trapped = True
         return [_det(r, AlarmKind.ELEVATOR_TRAPPED, Severity.CRITICAL, DetectionAction.RAISE, where)]
-    if event in FAULT_EVENTS:
+    if event in ELEVATOR_FAULT_EVENTS:
         horizon = r.ts - int(p.repeat_window_h * 3_600_000)
         st.faults = [t for t in st.faults if t > horizon]
         st.faults.append(r.ts)

@@ -53,15 +53,12 @@ from dataclasses import dataclass, field
 
 from rules.config import LoneElderParams
 from rules.detections import detect
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from rules.topology import Topology
 from whistle.domain import AlarmKind, Detection, DetectionAction, DeviceType, Reading, Severity, SubjectType
-from whistle.timeutil import LOCAL_OFFSET_MS, local_day, local_hour
+from whistle.timeutil import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, MINUTE_MS, local_day, local_hour
 
-MINUTE_MS = 60_000
 QUARTER_MS = 900_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 SLOT_MIN = 30  # daytime spells are remembered by the half hour they began in
 SLOTS = 1440 // SLOT_MIN
 TAG = "lone_elder"
@@ -327,7 +324,7 @@ def _water_12h(st: LoneElderState, ts: int, litres: float) -> None:
         st.water_hours[hour % 12] += litres
 
 
-def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: Ctx) -> list[Detection] | None:
+def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: RuleContext) -> list[Detection] | None:
     """Follow a lone elder's household meters; raise when the quiet outlasts the routine, clear on activity."""
     p = ctx.params.lone_elder
     if not p.enabled:

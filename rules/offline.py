@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity, SubjectType
 
 
@@ -51,7 +51,7 @@ def _det(device_id: str, st: OfflineState, ts: int, action: DetectionAction, ev:
     )
 
 
-def offline_seen(r: Reading, st: OfflineState, ctx: Ctx) -> list[Detection] | None:
+def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detection] | None:
     """A message arrived: move the deadline, clear an offline alarm."""
     p = ctx.params.offline
     if not p.enabled:
@@ -76,7 +76,7 @@ def offline_seen(r: Reading, st: OfflineState, ctx: Ctx) -> list[Detection] | No
     return None
 
 
-def offline_timer(device_id: str, st: OfflineState, ctx: Ctx) -> list[Detection] | None:
+def offline_timer(device_id: str, st: OfflineState, ctx: RuleContext) -> list[Detection] | None:
     """The deadline passed: raise, or re-arm for the later deadline a newer message set."""
     if ctx.due != st.pending:
         return None  # superseded by an earlier re-arm

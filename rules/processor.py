@@ -32,8 +32,8 @@ from rules.config import DEFAULTS, RuleConfig, RuleParams
 from rules.topology import Topology
 from whistle.domain import Channel, Detection, DeviceType, Reading
 
-Evaluate = Callable[[Reading, Any, "Ctx"], list[Detection] | None]
-OnTimer = Callable[[str, Any, "Ctx"], list[Detection] | None]
+Evaluate = Callable[[Reading, Any, "RuleContext"], list[Detection] | None]
+OnTimer = Callable[[str, Any, "RuleContext"], list[Detection] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Rule:
     when: Callable[[Reading, Topology], bool] | None = None  # a filter run before any state is made
 
 
-class Ctx:
+class RuleContext:
     """What a rule sees besides its state: the clock, its parameters, the registry and timers.
 
     In `on_timer`, `due` is the time the timer was set for and `params` are the defaults: a rule
@@ -116,7 +116,7 @@ class Processor:
         self.live_lag_ms = live_lag_ms
         self.idle_after_ms = idle_after_ms
         self.lateness_ms = lateness_ms
-        self._ctx = Ctx(self.topology)
+        self._ctx = RuleContext(self.topology)
 
     def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
         """Take a new configuration or registry view; parameters are resolved again on next use."""

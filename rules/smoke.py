@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.detections import detect
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
-
-DAY_MS = 86_400_000
+from whistle.timeutil import DAY_MS
 
 
 @dataclass(slots=True)
@@ -62,7 +61,7 @@ _SEVERITY = {
 }
 
 
-def smoke_fire(r: Reading, st: SmokeIncident, ctx: Ctx) -> list[Detection] | None:
+def smoke_fire(r: Reading, st: SmokeIncident, ctx: RuleContext) -> list[Detection] | None:
     """Raise, reinforce or clear the building's fire alarm from one smoke `event` reading."""
     p = ctx.params.smoke_fire
     event = r.values.get("event")
@@ -135,7 +134,7 @@ _EVENTS = {
 }
 
 
-def smoke_device(r: Reading, st: SmokeDevice, ctx: Ctx) -> list[Detection] | None:
+def smoke_device(r: Reading, st: SmokeDevice, ctx: RuleContext) -> list[Detection] | None:
     """`smoke.fault`, `smoke.tamper` and `smoke.low_battery` from the detector's own events."""
     if not ctx.params.smoke_device.enabled:
         return None
@@ -165,7 +164,7 @@ class SmokeBattery:
     last_ts: int = -1
 
 
-def smoke_battery(r: Reading, st: SmokeBattery, ctx: Ctx) -> list[Detection] | None:
+def smoke_battery(r: Reading, st: SmokeBattery, ctx: RuleContext) -> list[Detection] | None:
     """Raise `smoke.low_battery` below `low_battery_pct`; clear it at or above `battery_ok_pct`."""
     p = ctx.params.smoke_device
     pct = r.values.get("battery_pct")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rules.households import load_absences
+from whistle.absences import load_absences
 from whistle.store.db import Database
 
 

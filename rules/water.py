@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.detections import detect
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Detection, DetectionAction, Reading, Severity, SubjectType
 from whistle.timeutil import local_day
 
@@ -84,7 +84,7 @@ def _det(r: Reading, st: FlowState, action: DetectionAction, severity: Severity,
     )
 
 
-def continuous_flow(r: Reading, st: FlowState, ctx: Ctx) -> list[Detection] | None:
+def continuous_flow(r: Reading, st: FlowState, ctx: RuleContext) -> list[Detection] | None:
     """Follow the register; raise when use has not paused for `min_span_s`, clear when it does."""
     p = ctx.params.continuous_flow
     total = r.values.get("total_m3")

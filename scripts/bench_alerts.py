@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from whistle.broker import free_port
-from whistle.mosquitto import start_mosquitto
+from app.broker import free_port
+from app.mosquitto import start_mosquitto
+from app.runtime import Runtime, run
 from whistle.registry import import_registry, parse_registry
-from whistle.runtime import Runtime, run
 from whistle.settings import Settings
 
 

@@ -51,13 +51,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import collectors.service as collector_service
+from app.mosquitto import MOSQUITTO_CANDIDATES, MosquittoError, find_binary, start_mosquitto, stop_process
 from collectors.codecs import Limits
-from collectors.mqtt import Message, MqttEndpoint, MqttSource
+from collectors.mqtt import MqttMessage, MqttSource
 from collectors.service import PRIORITY_SUBSCRIPTIONS, SUBSCRIPTIONS, Batch, Collector, Lane, is_priority_topic
 from simulators.district import generate
 from whistle.bus import MemoryBus
 from whistle.domain import Reading
-from whistle.mosquitto import MOSQUITTO_CANDIDATES, MosquittoError, find_binary, start_mosquitto, stop_process
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory, import_registry, parse_registry
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
@@ -392,7 +393,7 @@ class TimedSource(MqttSource):
 
     async def get_batch(
         self, max_items: int, linger_ms: int, timeout: float = 1.0, max_bytes: int | None = None
-    ) -> list[Message]:
+    ) -> list[MqttMessage]:
         t = time.perf_counter()
         out = await super().get_batch(max_items, linger_ms, timeout, max_bytes)
         self.timings.waiting += time.perf_counter() - t
@@ -401,7 +402,7 @@ class TimedSource(MqttSource):
             self.timings.batch_messages.append(len(out))
         return out
 
-    def ack(self, messages: Sequence[Message]) -> None:
+    def ack(self, messages: Sequence[MqttMessage]) -> None:
         t = time.perf_counter()
         super().ack(messages)
         self.timings.ack += time.perf_counter() - t

@@ -26,11 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rules.catalog import BULK_RULES, PRIORITY_INPUTS, PRIORITY_RULES
+from rules.catalog import BULK_RULES, PRIORITY_RULES
 from rules.processor import PartitionState, Processor
 from rules.topology import HouseholdInfo, Topology
 from whistle.bus import partition_for
 from whistle.domain import Channel, DeviceType, Reading
+from whistle.protocol import PRIORITY_INPUTS
 from whistle.serde import decode_reading, encode_reading
 
 T0 = 1_795_000_000_000

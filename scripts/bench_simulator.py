@@ -32,10 +32,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.mosquitto import start_mosquitto  # noqa: E402
 from simulators.district import build_district  # noqa: E402
 from simulators.stream import Simulation, TrafficOptions  # noqa: E402
-from simulators.timebase import DAY_MS, parse_start  # noqa: E402
-from whistle.mosquitto import start_mosquitto  # noqa: E402
+from simulators.timebase import parse_start  # noqa: E402
+from whistle.timeutil import DAY_MS  # noqa: E402
 
 WHISTLE = str(Path(sys.executable).with_name("whistle"))
 HOST = "127.0.0.1"

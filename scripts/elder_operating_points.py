@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.codecs import Limits, decode_message
+from evaluation.scoring import AlarmRow, score_kind
 from rules.catalog import BULK_RULES
 from rules.config import RuleConfig
 from rules.processor import PartitionState, Processor
@@ -36,11 +37,9 @@ from simulators.params import Params
 from simulators.stream import Simulation
 from simulators.timebase import parse_start
 from whistle.domain import DetectionAction, Reading
-from whistle.scoring import AlarmRow, score_kind
+from whistle.timeutil import DAY_MS, HOUR_MS
 
 KIND = "household.lone_elder_inactive"
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 FIRST_DAY = "2026-11-03"  # the evaluation's season: dark mornings and evenings
 
 # The shipped defaults first; then faster and quieter settings either side of them.

@@ -37,15 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.mosquitto import start_mosquitto
+from app.runtime import Runtime, run
+from evaluation.scoring import AlarmRow, Incident, KindScore, score_kind
 from rules.baselines import fixed_water_rule, power_only_group_rental
 from rules.config import RuleConfig
 from rules.household_job import LOCAL, compute_days, day_end_ms, group_rental_detections, load_features
-from rules.households import add_absence
+from whistle.absences import add_absence
 from whistle.bus import TOPIC_DETECTIONS
-from whistle.mosquitto import start_mosquitto
 from whistle.registry import import_registry, parse_registry
-from whistle.runtime import Runtime, run
-from whistle.scoring import AlarmRow, Incident, KindScore, score_kind
 from whistle.serde import encode_detection
 from whistle.settings import Settings
 from whistle.store.db import Database
@@ -102,13 +102,12 @@ def simulate(args: argparse.Namespace, start: str, work: Path, *, publish_to: st
 
 async def declare_absences(db: Database, truth: Sequence[Mapping[str, Any]]) -> int:
     n = 0
-    async with db.connection() as conn:
-        for t in truth:
-            if t["kind"] == "confounder.elder_away" and t.get("declared") and t.get("end"):
-                start = datetime.fromtimestamp(t["start"] / 1000, LOCAL)
-                end = datetime.fromtimestamp(t["end"] / 1000, LOCAL)
-                await add_absence(conn, t["subject_ids"][0], start=start, end=end, note="evaluation", actor="family")
-                n += 1
+    for t in truth:
+        if t["kind"] == "confounder.elder_away" and t.get("declared") and t.get("end"):
+            start = datetime.fromtimestamp(t["start"] / 1000, LOCAL)
+            end = datetime.fromtimestamp(t["end"] / 1000, LOCAL)
+            await add_absence(db, t["subject_ids"][0], start=start, end=end, note="evaluation", actor="family")
+            n += 1
     return n
 
 

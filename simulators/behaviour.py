@@ -42,7 +42,8 @@ from simulators.scenario import (
     VISITORS,
     Incident,
 )
-from simulators.timebase import DAY_MS, MINUTE_MS, day_of_year, day_start, weekday
+from simulators.timebase import day_of_year, day_start, weekday
+from whistle.timeutil import DAY_MS, MINUTE_MS
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -36,12 +36,13 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttEndpoint
 from simulators.district import District
-from simulators.scenario import FIRE, NUISANCE_COOKING, topic
-from simulators.stream import Message, Simulation
+from simulators.scenario import FIRE, NUISANCE_COOKING
+from simulators.stream import SimMessage, Simulation
 from simulators.timebase import ANCHOR_MS
 from simulators.wire import WireClient
+from whistle.mqtt import MqttEndpoint
+from whistle.protocol import device_topic
 from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class SmokeDrill:
         self.buildings = sorted(self.by_building)
         self.next_at = min(3.0, every_s)
 
-    def due(self, real_elapsed: float, sim_now: int) -> tuple[list[Message], dict[str, Any] | None]:
+    def due(self, real_elapsed: float, sim_now: int) -> tuple[list[SimMessage], dict[str, Any] | None]:
         """The messages of an incident starting now (if one is due), and its truth record."""
         if not self.buildings or real_elapsed < self.next_at:
             return [], None
@@ -211,13 +212,13 @@ class SmokeDrill:
         return msgs, incident
 
 
-def _event(ts: int, device: str, fields: dict[str, Any]) -> Message:
+def _event(ts: int, device: str, fields: dict[str, Any]) -> SimMessage:
     doc = {"ts": ts, "seq": ts - ANCHOR_MS, **fields}
-    return Message(ts, topic("smoke", device, "event"), json.dumps(doc, separators=(",", ":")).encode())
+    return SimMessage(ts, device_topic("smoke", device, "event"), json.dumps(doc, separators=(",", ":")).encode())
 
 
-def _take(it: Iterator[Message], n: int) -> list[Message]:
-    out: list[Message] = []
+def _take(it: Iterator[SimMessage], n: int) -> list[SimMessage]:
+    out: list[SimMessage] = []
     for m in it:
         out.append(m)
         if len(out) >= n:
@@ -240,8 +241,8 @@ async def run_live(
     drill = SmokeDrill(sim.district, sim.seed, incident_every_s) if incident_every_s else None
     stats = LiveStats()
     it = sim.messages()
-    queue: deque[Message] = deque()
-    extra: list[Message] = []  # drill follow-ups waiting for their time
+    queue: deque[SimMessage] = deque()
+    extra: list[SimMessage] = []  # drill follow-ups waiting for their time
     exhausted = False
     while not stop.is_set():
         if duration_s is not None and clock.elapsed() >= duration_s:
@@ -357,7 +358,7 @@ def publish(
             clients[i].publish_many(pending[i])
             pending[i] = []
 
-    def put(m: Message) -> None:
+    def put(m: SimMessage) -> None:
         i = route.get(m.topic)
         if i is None:
             i = route.setdefault(m.topic, zlib.crc32(m.topic.split("/")[3].encode()) % n_c)
@@ -367,7 +368,7 @@ def publish(
         if len(pending[i]) >= chunk:
             flush(i)
 
-    extra: list[Message] = []
+    extra: list[SimMessage] = []
 
     def stopped() -> bool:
         return should_stop() or (duration_s is not None and time.monotonic() - t0 >= duration_s)

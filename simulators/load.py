@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from simulators.stream import Message
+from simulators.stream import SimMessage
 from simulators.wire import WireClient, publish_packet
 
 
@@ -29,10 +29,10 @@ class Prepared:
     build_s: float
 
 
-def prepare(messages: Iterator[Message], total: int, clients: list[WireClient], *, chunk: int = 100) -> Prepared:
+def prepare(messages: Iterator[SimMessage], total: int, clients: list[WireClient], *, chunk: int = 100) -> Prepared:
     """Take `total` messages and encode them for `clients`, round robin by chunk."""
     t0 = time.monotonic()
-    taken: list[Message] = []
+    taken: list[SimMessage] = []
     for m in messages:
         taken.append(m)
         if len(taken) >= total:

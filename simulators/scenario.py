@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from simulators.district import Chemistry, District
-from simulators.timebase import DAY_MS, HOUR_MS, MINUTE_MS, day_start
-from whistle.timeutil import local_day
+from simulators.timebase import day_start
+from whistle.protocol import device_topic
+from whistle.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, local_day
 
 SCENARIO_STATIC = 10
 SCENARIO_DAY = 11
@@ -118,10 +119,6 @@ def truth_line(incident: Incident) -> str:
 
 def _sort_key(i: Incident) -> tuple[int, str, tuple[str, ...]]:
     return (i.start, i.kind, i.subject_ids)
-
-
-def topic(device_type: str, device_id: str, channel: str) -> str:
-    return f"whistle/v1/{device_type}/{device_id}/{channel}"
 
 
 class Scenario:
@@ -555,11 +552,11 @@ class Scenario:
                 events.append(
                     (
                         t_alarm,
-                        topic("smoke", sm.ids[i], "event"),
+                        device_topic("smoke", sm.ids[i], "event"),
                         {"event": "alarm", "obscuration_db_m": round(float(rng.uniform(2.0, 9.0)), 2)},
                     )
                 )
-                events.append((end + k * 1500, topic("smoke", sm.ids[i], "event"), {"event": "alarm_clear"}))
+                events.append((end + k * 1500, device_topic("smoke", sm.ids[i], "event"), {"event": "alarm_clear"}))
                 self._hold(sm.ids[i], end + 60_000)
             out.append(
                 Incident(
@@ -586,7 +583,7 @@ class Scenario:
             if t is None or not self._free(sm.ids[i], t):
                 continue
             clear = t + int(rng.uniform(10, 55) * 1000)
-            tp = topic("smoke", sm.ids[i], "event")
+            tp = device_topic("smoke", sm.ids[i], "event")
             events = [(t, tp, {"event": "alarm", "obscuration_db_m": round(float(rng.uniform(0.4, 2.5)), 2)})]
             if rng.random() < 0.25:
                 events.append((t + (clear - t) // 2, tp, {"event": "mute"}))
@@ -630,7 +627,7 @@ class Scenario:
                     True,
                     (FIRE,),
                     index=i,
-                    events=((t, topic("smoke", sm.ids[i], "event"), {"event": "test"}),),
+                    events=((t, device_topic("smoke", sm.ids[i], "event"), {"event": "test"}),),
                 )
             )
         # batteries: a replacement resets one; falling below the threshold is reported (truth once)
@@ -672,7 +669,7 @@ class Scenario:
             return []
         end = t + int(rng.uniform(*hours) * HOUR_MS)
         self._hold(sm.ids[i], end + 1000)
-        tp = topic("smoke", sm.ids[i], "event")
+        tp = device_topic("smoke", sm.ids[i], "event")
         return [
             Incident(
                 kind,
@@ -698,7 +695,7 @@ class Scenario:
         for e in range(n):
             eid = el.ids[e]
             floor = int(rng.integers(1, int(el.floors[e]) + 1))
-            tp_event, tp_data = topic("elevator", eid, "event"), topic("elevator", eid, "data")
+            tp_event, tp_data = device_topic("elevator", eid, "event"), device_topic("elevator", eid, "data")
             if u[e] < p.trapped_per_elevator_day:
                 t = self._at(rng, day, lo, hi, rng.uniform(6 * 60, 23 * 60))
                 if t is None or not self._free(eid, t):
@@ -795,8 +792,8 @@ class Scenario:
             events: tuple[DeviceEvent, ...] = ()
             if dtype in ("elevator", "ebike"):  # devices holding an MQTT connection: the will, then back
                 events = (
-                    (t, topic(dtype, did, "status"), {"online": False}),
-                    (end, topic(dtype, did, "status"), {"online": True}),
+                    (t, device_topic(dtype, did, "status"), {"online": False}),
+                    (end, device_topic(dtype, did, "status"), {"online": True}),
                 )
             out.append(
                 Incident(OFFLINE, "device", (did,), t, end, details={"device_type": dtype}, index=int(k), events=events)

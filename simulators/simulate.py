@@ -83,8 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _span(args: argparse.Namespace, now: int) -> tuple[int, int | None]:
     from simulators.live import live_start
-    from simulators.timebase import DAY_MS, MINUTE_MS, day_start, floor_to, parse_start
-    from whistle.timeutil import local_day
+    from simulators.timebase import day_start, floor_to, parse_start
+    from whistle.timeutil import DAY_MS, MINUTE_MS, local_day
 
     start = parse_start(args.start) if args.start else None
     if args.backfill:
@@ -105,14 +105,14 @@ def _span(args: argparse.Namespace, now: int) -> tuple[int, int | None]:
 
 
 def run_simulate(args: argparse.Namespace, mqtt_url: str | None) -> int:
-    from collectors.mqtt import MqttEndpoint
     from simulators.district import build_district
     from simulators.live import LiveClock, SmokeDrill, connect_all, publish
     from simulators.load import prepare, run_load
     from simulators.params import Params
     from simulators.stream import Simulation, TrafficOptions
-    from simulators.timebase import DAY_MS, day_start
-    from whistle.timeutil import format_ms, local_day, now_ms
+    from simulators.timebase import day_start
+    from whistle.mqtt import MqttEndpoint
+    from whistle.timeutil import DAY_MS, format_ms, local_day, now_ms
 
     if args.households < 1:
         raise SimulateError("--households must be at least 1")

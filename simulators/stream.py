@@ -1,6 +1,6 @@
 """The simulator's pure core: a district, a seed and options in; device messages out, in send order.
 
-`Simulation.messages()` yields `Message(send_ms, topic, payload)` for every device of the
+`Simulation.messages()` yields `SimMessage(send_ms, topic, payload)` for every device of the
 district over the run's span, ordered by the simulated instant the device sends it (`send_ms`):
 event time plus a little network latency, or much later for NB-IoT meters uploading a day's
 readings in one batch and for the share of messages delivered late (out of order). No wall
@@ -39,15 +39,16 @@ import numpy as np
 
 from simulators.behaviour import DaySignals, elevator_trips, simulate_day
 from simulators.district import District
-from simulators.scenario import MALFORMED, METER_RESET, OFFLINE, Incident, Scenario, topic
-from simulators.timebase import ANCHOR_MS, DAY_MS, HOUR_MS, MINUTE_MS, SLOT_MS, day_start
-from whistle.timeutil import local_day
+from simulators.scenario import MALFORMED, METER_RESET, OFFLINE, Incident, Scenario
+from simulators.timebase import ANCHOR_MS, SLOT_MS, day_start
+from whistle.protocol import device_topic
+from whistle.timeutil import DAY_MS, HOUR_MS, MINUTE_MS, local_day
 
 STREAM = 40
 MAX_BATCH = 1000
 
 
-class Message(NamedTuple):
+class SimMessage(NamedTuple):
     """One MQTT message as the device sends it, at simulated instant `send_ms`."""
 
     send_ms: int
@@ -123,7 +124,7 @@ class Simulation:
         """The truth file (JSON lines), for a bounded run."""
         return self.scenario.truth_lines()
 
-    def messages(self) -> Iterator[Message]:
+    def messages(self) -> Iterator[SimMessage]:
         """Every message of the run, ordered by `send_ms`."""
         return _Emitter(self).run()
 
@@ -156,9 +157,9 @@ class _Emitter:
         self.off_power: set[int] = set()
         self.heap: list[tuple[int, int, str, bytes]] = []
         self.n = 0
-        self.water_topic = [topic("water", d.water_id(h), "data") for h in range(n_h)]
-        self.power_topic = [topic("power", d.power_id(h), "data") for h in range(n_h)]
-        self.eb_topic = [topic("ebike", i, "data") for i in d.ebikes.ids]
+        self.water_topic = [device_topic("water", d.water_id(h), "data") for h in range(n_h)]
+        self.power_topic = [device_topic("power", d.power_id(h), "data") for h in range(n_h)]
+        self.eb_topic = [device_topic("ebike", i, "data") for i in d.ebikes.ids]
 
     # helpers -----------------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class _Emitter:
         else:
             heapq.heappush(self.heap, item)
 
-    def run(self) -> Iterator[Message]:
+    def run(self) -> Iterator[SimMessage]:
         sim = self.sim
         day = local_day(sim.start_ms)
         while sim.end_ms is None or day_start(day) < sim.end_ms:
@@ -183,9 +184,9 @@ class _Emitter:
         while self.heap:
             send, _, tp, payload = heapq.heappop(self.heap)
             self.stats.messages += 1
-            yield Message(send, tp, payload)
+            yield SimMessage(send, tp, payload)
 
-    def _day(self, day: int) -> Iterator[Message]:
+    def _day(self, day: int) -> Iterator[SimMessage]:
         sim, d = self.sim, self.d
         t0 = day_start(day)
         lo = max(sim.start_ms, t0)
@@ -247,7 +248,7 @@ class _Emitter:
             out.sort()
             self.stats.messages += len(out)
             for send, _, tp, payload in out:
-                yield Message(send, tp, payload)
+                yield SimMessage(send, tp, payload)
 
     def _send(
         self,
@@ -448,7 +449,7 @@ class _Emitter:
         d = self.d
         for e, tr in enumerate(trips):
             did = d.elevators.ids[e]
-            tp_data = topic("elevator", did, "data")
+            tp_data = device_topic("elevator", did, "data")
             sel = np.flatnonzero((tr.depart >= max(h0, lo)) & (tr.depart < min(h1, hi)))
             for i in sel.tolist():
                 t = int(tr.depart[i])
@@ -471,7 +472,7 @@ class _Emitter:
                 self._send(rng, out, t, tp_data, dep, h1, "elevator")
                 if a < hi:
                     self._send(rng, out, a, tp_data, arr, h1, "elevator")
-            tp_status = topic("elevator", did, "status")
+            tp_status = device_topic("elevator", did, "status")
             t = h0 + int(self.el_phase[e])
             while t < h1:
                 if lo <= t < hi and not (offline and _off(offline, did, t)):
@@ -512,7 +513,7 @@ class _Emitter:
                 rng,
                 out,
                 t,
-                topic("smoke", did, "status"),
+                device_topic("smoke", did, "status"),
                 b'{"ts":%d,"seq":%d,"battery_pct":%d,"rssi_dbm":%d}' % (t, t - ANCHOR_MS, bat, rssi),
                 h1,
                 "smoke",
@@ -523,7 +524,7 @@ class _Emitter:
                     rng,
                     out,
                     t2,
-                    topic("smoke", did, "event"),
+                    device_topic("smoke", did, "event"),
                     b'{"ts":%d,"seq":%d,"event":"low_battery"}' % (t2, t2 - ANCHOR_MS),
                     h1,
                     "smoke",
@@ -545,7 +546,7 @@ class _Emitter:
                     )
                 else:
                     payload = b'{"ts":%d,"seq":%d,"rssi_dbm":%d}' % (t, t - ANCHOR_MS, int(self.rssi[h]))
-                self._send(rng, out, t, topic(kind, did, "status"), payload, h1, kind)
+                self._send(rng, out, t, device_topic(kind, did, "status"), payload, h1, kind)
         st = self.eb_status_at + t0
         for e in np.flatnonzero((st >= a) & (st < b)).tolist():
             t = int(st[e])
@@ -553,7 +554,7 @@ class _Emitter:
             if offline and _off(offline, did, t):
                 continue
             payload = b'{"ts":%d,"seq":%d,"rssi_dbm":%d}' % (t, t - ANCHOR_MS, int(self.rssi[e % len(self.rssi)]))
-            self._send(rng, out, t, topic("ebike", did, "status"), payload, h1, "ebike")
+            self._send(rng, out, t, device_topic("ebike", did, "status"), payload, h1, "ebike")
 
 
 def _off(offline: dict[str, list[tuple[int, int]]], device_id: str, ts: int) -> bool:
@@ -574,7 +575,7 @@ def malformed_message(inc: Incident) -> tuple[str, bytes]:
     did = inc.subject_ids[0]
     ts = inc.start
     channel = "status" if dtype == "smoke" else "data"
-    tp = topic(dtype, did, channel)
+    tp = device_topic(dtype, did, channel)
     field_ = _DATA_FIELD.get(dtype)
     good: dict[str, Any]
     if dtype == "smoke":
@@ -603,5 +604,5 @@ def malformed_message(inc: Incident) -> tuple[str, bytes]:
         bad["ts"] = "yesterday evening"
         return tp, json.dumps(bad).encode()
     if reason == "unknown_channel":
-        return topic(dtype, did, "config"), json.dumps(good).encode()
+        return device_topic(dtype, did, "config"), json.dumps(good).encode()
     return tp, json.dumps(good).encode()  # unregistered_device: a valid message from an unknown id

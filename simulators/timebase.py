@@ -5,12 +5,9 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from whistle.timeutil import CHINA_TZ, LOCAL_OFFSET_MS, from_datetime, parse_rfc3339
+from whistle.timeutil import CHINA_TZ, DAY_MS, LOCAL_OFFSET_MS, MINUTE_MS, from_datetime, parse_rfc3339
 
-MINUTE_MS = 60_000
 SLOT_MS = 15 * MINUTE_MS
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 # seq numbers count intervals from here, so two runs over the same time give the same seq
 ANCHOR_MS = from_datetime(datetime(2020, 1, 1, tzinfo=CHINA_TZ))
 

@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from whistle.mosquitto import MOSQUITTO_CANDIDATES, Broker, MosquittoError
-from whistle.mosquitto import start_mosquitto as _start_mosquitto
+from app.mosquitto import MOSQUITTO_CANDIDATES, Broker, MosquittoError
+from app.mosquitto import start_mosquitto as _start_mosquitto
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
 

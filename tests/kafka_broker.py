@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from whistle.broker import free_port
+from app.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSURE_SCRIPT = ROOT / "scripts" / "ensure-kafka"

@@ -192,15 +192,40 @@ class Alarm:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
+    """A work order (工单): who must act on which alarms, where it stands, and its frozen escalation."""
+
     id: str
     kind: AlarmKind
     severity: Severity
-    alarm_ids: tuple[str, ...]
     grid_id: str | None
     assignee_id: str | None
     status: TicketStatus
     escalation_level: int
     created_at: int
-    acknowledged_at: int | None
-    resolved_at: int | None
-    outcome: Outcome | None
+    acknowledged_at: int | None = None
+    arrived_at: int | None = None
+    resolved_at: int | None = None
+    closed_at: int | None = None
+    outcome: Outcome | None = None
+    note: str | None = None
+    household_id: str | None = None
+    building_id: str | None = None
+    alarm_ids: tuple[str, ...] = ()
+    policy: Mapping[str, Any] = field(default_factory=dict)  # the escalation policy frozen at creation (JSON)
+    escalation_step: int = 0  # index of the next step of the policy
+    escalation_due_at: int | None = None  # when that step is due; None: nothing more to do
+    escalation_base_at: int | None = None  # the time the steps count from (creation, or the last reassignment)
+    assignment: int = 0  # bumped by every reassignment or transfer
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """One entry of a ticket's audit trail: who did what, when, from which status to which."""
+
+    at: int
+    actor: str
+    action: str
+    from_status: str | None = None
+    to_status: str | None = None
+    note: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)

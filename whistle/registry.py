@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from whistle.domain import DeviceType, WorkerRole
+from whistle.errors import Invalid
 from whistle.store.db import Database
 
 ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -25,7 +26,7 @@ Id = Annotated[str, Field(pattern=ID_PATTERN)]
 LonLat = tuple[float, float]
 
 
-class RegistryError(ValueError):
+class RegistryError(Invalid):
     """A registry that cannot be imported, with what is wrong in it."""
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
-LOCAL_OFFSET_MS = 8 * 3_600_000  # Asia/Shanghai: UTC+8, no daylight saving
+LOCAL_OFFSET_MS = 8 * HOUR_MS  # Asia/Shanghai: UTC+8, no daylight saving
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -18,12 +21,12 @@ def now_ms() -> int:
 
 def local_day(ms: int) -> int:
     """The local (Asia/Shanghai) calendar day number of an instant (days since 1970-01-01)."""
-    return (ms + LOCAL_OFFSET_MS) // 86_400_000
+    return (ms + LOCAL_OFFSET_MS) // DAY_MS
 
 
 def local_hour(ms: int) -> int:
     """The local (Asia/Shanghai) hour of the day of an instant, 0-23."""
-    return (ms + LOCAL_OFFSET_MS) // 3_600_000 % 24
+    return (ms + LOCAL_OFFSET_MS) // HOUR_MS % 24
 
 
 def to_datetime(ms: int) -> datetime:

@@ -5,10 +5,10 @@ rate-limits and defers. See docs/NOTIFICATIONS.md.
 
 from alerts.channels.base import (
     Attempt,
-    Channel,
     ChannelNotStarted,
     ManagedChannel,
     Notification,
+    NotifyChannel,
     PushSubscription,
     Recipient,
     mask_name,
@@ -30,7 +30,6 @@ from alerts.channels.settings import ChannelSettings
 
 __all__ = [
     "Attempt",
-    "Channel",
     "ChannelNotStarted",
     "ChannelSettings",
     "Delivery",
@@ -40,6 +39,7 @@ __all__ = [
     "ManagedChannel",
     "MemorySentLog",
     "Notification",
+    "NotifyChannel",
     "PushSubscription",
     "QuietHours",
     "RateLimit",

@@ -1,6 +1,6 @@
 """What a notification channel is: the values it takes and returns, its interface, and masking.
 
-A `Notification` goes to one `Recipient` through one `Channel` and comes back as an `Attempt`.
+A `Notification` goes to one `Recipient` through one `NotifyChannel` and comes back as an `Attempt`.
 Channels never raise for a delivery that did not happen: they return an `Attempt` that says why
 and whether trying again could help. Personal data (names, phone numbers) is masked in every
 log line and every attempt record; only the request to the provider carries it in full.
@@ -92,7 +92,7 @@ class Attempt:
 
 
 @runtime_checkable
-class Channel(Protocol):
+class NotifyChannel(Protocol):
     """A way to reach a person: SMS, Web Push, a group robot, a webhook, the live feed.
 
     Implementations return an `Attempt` for every outcome a provider can produce, including
@@ -106,7 +106,7 @@ class Channel(Protocol):
 
 
 @runtime_checkable
-class ManagedChannel(Channel, Protocol):
+class ManagedChannel(NotifyChannel, Protocol):
     """A channel with a lifecycle: `start()`, an idempotent `stop()`, and `async with`."""
 
     async def start(self) -> None: ...

@@ -34,9 +34,9 @@ from alerts.channels.base import (
     NOT_CONFIGURED,
     TIMEOUT,
     Attempt,
-    Channel,
     ChannelNotStarted,
     Notification,
+    NotifyChannel,
     describe,
     redact,
 )
@@ -291,7 +291,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, NotifyChannel],
         *,
         policy: DeliveryPolicy | None = None,
         sent_log: SentLog | None = None,

@@ -86,7 +86,7 @@ class Subscription:
 
 
 class WebSocketChannel:
-    """The hub and a `Channel`: `send()` reaches the recipient's open live connections."""
+    """The hub and a `NotifyChannel`: `send()` reaches the recipient's open live connections."""
 
     def __init__(self, *, name: str = "live", queue_size: int = 256) -> None:
         self._name = name

@@ -20,9 +20,7 @@ from alerts.channels.http import HttpChannel, Verdict, retryable_status
 from alerts.channels.settings import DingTalkSettings, WeComSettings
 from alerts.channels.signing import dingtalk_sign
 from alerts.channels.text import markdown
-from whistle.timeutil import now_ms
-
-MINUTE_MS = 60_000
+from whistle.timeutil import MINUTE_MS, now_ms
 
 
 def _errcode_verdict(response: httpx.Response, retry_after: Mapping[int, int | None]) -> Verdict:

@@ -21,9 +21,7 @@ from alerts.channels.http import HttpChannel, Verdict, log_attempt, retryable_st
 from alerts.channels.settings import AliyunSmsSettings, TencentSmsSettings
 from alerts.channels.signing import acs3_canonical_query, acs3_date, acs3_sign, sha256_hex, tc3_sign
 from alerts.channels.text import clip, template_values
-from whistle.timeutil import now_ms
-
-MINUTE_MS = 60_000
+from whistle.timeutil import MINUTE_MS, now_ms
 
 
 def template_params(message: Notification, fields: str, max_chars: int) -> list[tuple[str, str]]:

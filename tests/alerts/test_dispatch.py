@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from alerts import repository as repo
+from alerts import rosters, silences
 from alerts.channels.base import Attempt, Notification
 from alerts.channels.delivery import DeliveryPolicy, Dispatcher
 from alerts.outbox import OutboxSender, PgSentLog
@@ -204,7 +204,7 @@ async def test_silenced_alarms_are_recorded_not_dispatched_until_the_window_ends
     service: AlertService, db: Database, clock: Clock
 ) -> None:
     async with db.connection() as conn:
-        await repo.insert_silence(
+        await silences.insert_silence(
             conn,
             scope_type="device",
             scope_id="EL-0002",
@@ -240,7 +240,7 @@ async def test_silenced_alarms_are_recorded_not_dispatched_until_the_window_ends
     assert await rows(db, "SELECT count(*) FROM tickets") == [(1,)]
     # a grid-wide window covers the smoke detectors of every building below it
     async with db.connection() as conn:
-        await repo.insert_silence(
+        await silences.insert_silence(
             conn,
             scope_type="grid",
             scope_id="RJ-G1",
@@ -287,7 +287,7 @@ async def test_lone_elder_goes_to_the_emergency_contact_first_and_groups_with_co
 
 async def test_rosters_pick_the_worker_on_duty(service: AlertService, db: Database) -> None:
     async with db.connection() as conn:
-        await repo.replace_roster(
+        await rosters.replace_roster(
             conn,
             "RJ-G1-M01",
             [

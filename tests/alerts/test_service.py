@@ -7,7 +7,7 @@ import pytest
 
 from alerts.lifecycle import Change
 from alerts.service import AlertService, TicketError
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from rules.smoke import SmokeIncident, smoke_fire
 from tests.helpers import small_registry
 from whistle.domain import Channel, Detection, DeviceType, Outcome, Reading
@@ -18,7 +18,7 @@ T0 = 1_795_000_000_000
 
 
 def fire(r: Reading, st: SmokeIncident) -> list[Detection]:
-    return smoke_fire(r, st, Ctx(clock=r.ts)) or []
+    return smoke_fire(r, st, RuleContext(clock=r.ts)) or []
 
 
 class Clock:

@@ -8,7 +8,7 @@ import pytest
 from alerts.service import AlertService
 from api.app import create_app
 from api.deps import ApiContext
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from rules.smoke import SmokeIncident, smoke_fire
 from tests.helpers import small_registry
 from whistle.domain import Channel, DeadLetter, Detection, DeviceType, Reading
@@ -21,7 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def detect(r: Reading, st: SmokeIncident) -> list[Detection]:
-    return smoke_fire(r, st, Ctx(clock=r.ts)) or []
+    return smoke_fire(r, st, RuleContext(clock=r.ts)) or []
 
 
 @pytest.fixture

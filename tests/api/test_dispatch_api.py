@@ -15,8 +15,8 @@ import websockets
 from alerts.service import AlertService
 from api.app import create_app
 from api.deps import ApiContext
+from app.broker import free_port
 from tests.helpers import small_registry
-from whistle.broker import free_port
 from whistle.domain import AlarmKind, Detection, Severity, SubjectType
 from whistle.store.db import Database
 from whistle.timeutil import now_ms

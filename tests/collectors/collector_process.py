@@ -12,9 +12,9 @@ import signal
 import sys
 
 from collectors.codecs import Limits
-from collectors.mqtt import MqttEndpoint
 from collectors.service import Collector, standard_lanes
 from whistle.bus import MemoryBus
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
 from whistle.store.db import Database
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from collectors.codecs import Limits
-from collectors.mqtt import MqttEndpoint
 from collectors.service import Collector, standard_lanes
 from tests.conftest import MosquittoBroker
 from whistle.bus import MemoryBus
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
 from whistle.store.db import Database
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collectors.mqtt import MqttEndpoint
 from simulators.live import Publisher
 from tests.collectors.support import Running, start_collector, stop_collector
 from tests.conftest import MosquittoBroker
 from tests.helpers import small_registry, wait_for
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import import_registry, parse_registry
 from whistle.serde import decode_reading
 from whistle.store.db import Database

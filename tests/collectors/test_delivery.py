@@ -11,13 +11,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from collectors.mqtt import MqttEndpoint
 from simulators.district import generate
 from simulators.live import Publisher
 from tests.collectors.support import CollectorProcess, start_collector, stop_collector
 from tests.conftest import MosquittoBroker
 from tests.helpers import wait_for
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import import_registry, parse_registry
 from whistle.serde import decode_reading
 from whistle.store.db import Database

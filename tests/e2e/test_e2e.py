@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collectors.mqtt import MqttEndpoint
+from app.broker import free_port
+from app.runtime import ROLES, Runtime, run
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import chromium_dom, small_registry, wait_for
-from whistle.broker import free_port
-from whistle.runtime import ROLES, Runtime, run
+from whistle.mqtt import MqttEndpoint
 from whistle.settings import Settings
 from whistle.timeutil import now_ms
 

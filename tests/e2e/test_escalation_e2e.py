@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from collectors.mqtt import MqttEndpoint
+from app.runtime import Runtime
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.e2e.test_e2e import AUTH, server  # noqa: F401 - the running pipeline fixture
 from tests.helpers import small_registry, wait_for
-from whistle.runtime import Runtime
+from whistle.mqtt import MqttEndpoint
 from whistle.store.db import Database
 from whistle.timeutil import now_ms
 

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from collectors.mqtt import MqttEndpoint
+from app.broker import free_port
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import small_registry, wait_for
-from whistle.broker import free_port
+from whistle.mqtt import MqttEndpoint
 from whistle.timeutil import now_ms
 
 T = TypeVar("T")

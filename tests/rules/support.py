@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rules.config import RuleConfig
-from rules.processor import Ctx
+from rules.processor import RuleContext
 from rules.topology import HouseholdInfo, Topology
 from whistle.domain import Channel, DeviceType, Reading
 
@@ -41,10 +41,12 @@ def reading(
     )
 
 
-def ctx(clock: int = T0, config: RuleConfig | None = None, topology: Topology | None = None, **over: Any) -> Ctx:
+def ctx(
+    clock: int = T0, config: RuleConfig | None = None, topology: Topology | None = None, **over: Any
+) -> RuleContext:
     """A context for calling one rule by hand."""
     cfg = config if config is not None else RuleConfig({"rules": over} if over else None)
-    return Ctx(topology, cfg.params(), clock)
+    return RuleContext(topology, cfg.params(), clock)
 
 
 def topology(lone_elders: tuple[str, ...] = ()) -> Topology:

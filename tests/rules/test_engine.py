@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from alerts.service import AlertService, AlertsWorker
-from rules.catalog import PRIORITY_INPUTS
 from rules.engine import RuleEngine
 from tests.conftest import _with_db
 from tests.helpers import small_registry, wait_for
 from tests.rules.support import MIN, T0, reading
 from whistle.bus import TOPIC_DETECTIONS, TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus, TopicPartition
 from whistle.domain import Channel, DeviceType, Reading
+from whistle.protocol import PRIORITY_INPUTS
 from whistle.registry import import_registry, parse_registry
 from whistle.serde import encode_reading
 from whistle.store.db import Database

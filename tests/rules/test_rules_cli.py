@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from whistle.cli import main
+from app.cli import main
 
 
 def test_rules_check_accepts_the_shipped_file_and_prints_effective_values(capsys: pytest.CaptureFixture[str]) -> None:

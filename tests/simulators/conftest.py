@@ -10,9 +10,9 @@ import pytest
 from simulators.behaviour import DaySignals, simulate_day
 from simulators.district import District, build_district
 from simulators.scenario import Incident, Scenario
-from simulators.stream import Message, Simulation, TrafficOptions
-from simulators.timebase import DAY_MS, day_start, parse_start
-from whistle.timeutil import local_day
+from simulators.stream import SimMessage, Simulation, TrafficOptions
+from simulators.timebase import day_start, parse_start
+from whistle.timeutil import DAY_MS, local_day
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def full_district() -> District:
 @dataclass(frozen=True)
 class Run:
     sim: Simulation
-    messages: list[Message]
+    messages: list[SimMessage]
     truth: list[str]
 
 

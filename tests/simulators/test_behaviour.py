@@ -18,9 +18,9 @@ from simulators.scenario import (
     TRAPPED,
     Scenario,
 )
-from simulators.timebase import DAY_MS, MINUTE_MS, day_start, parse_start
+from simulators.timebase import day_start, parse_start
 from tests.simulators.conftest import Week, run_week
-from whistle.timeutil import local_day
+from whistle.timeutil import DAY_MS, MINUTE_MS, local_day
 
 
 def per_capita(week: Week) -> tuple[float, float]:

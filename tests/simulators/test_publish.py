@@ -15,15 +15,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttEndpoint
 from simulators.district import build_district
 from simulators.live import LiveClock, SmokeDrill, connect_all, live_start, publish
 from simulators.load import prepare, run_load
 from simulators.stream import Simulation, TrafficOptions
-from simulators.timebase import DAY_MS, HOUR_MS, parse_start
+from simulators.timebase import parse_start
 from simulators.wire import WireClient, WireError
 from tests.conftest import MosquittoBroker
-from whistle.timeutil import now_ms
+from whistle.mqtt import MqttEndpoint
+from whistle.timeutil import DAY_MS, HOUR_MS, now_ms
 
 WHISTLE = str(Path(sys.executable).with_name("whistle"))
 
@@ -181,7 +181,7 @@ def test_load_mode_keeps_to_its_target_rate(mosquitto: MosquittoBroker) -> None:
 
 
 def test_the_wire_client_reports_a_refused_or_missing_broker() -> None:
-    from whistle.broker import free_port
+    from app.broker import free_port
 
     with pytest.raises(WireError, match="not reachable"):
         WireClient("127.0.0.1", free_port(), "nobody").connect(timeout=2)

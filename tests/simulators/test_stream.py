@@ -24,8 +24,9 @@ from simulators.scenario import (
     TRAPPED,
 )
 from simulators.stream import Simulation, TrafficOptions
-from simulators.timebase import DAY_MS, parse_start
+from simulators.timebase import parse_start
 from tests.simulators.conftest import Run
+from whistle.timeutil import DAY_MS
 
 KINDS = {
     "smoke.fire", "smoke.fault", "smoke.tamper", "smoke.low_battery", "elevator.trapped", "elevator.fault",

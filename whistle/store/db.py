@@ -39,6 +39,15 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def ping(self) -> str:
+        """ "ok" when the database answers, else "error: <what went wrong>"; never raises."""
+        try:
+            async with self.connection() as conn:
+                await conn.execute("SELECT 1")
+        except Exception as exc:
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
         """A pooled connection; its work is committed when the block exits cleanly."""

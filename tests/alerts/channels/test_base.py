@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.channels.base import Channel, ManagedChannel, PushSubscription, describe, mask_name, mask_phone, redact
+from alerts.channels.base import (
+    ManagedChannel,
+    NotifyChannel,
+    PushSubscription,
+    describe,
+    mask_name,
+    mask_phone,
+    redact,
+)
 from alerts.channels.live import WebSocketChannel
 from tests.alerts.channels.support import notification
 
@@ -71,5 +79,5 @@ def test_push_subscription_from_browser_json() -> None:
 
 def test_channels_satisfy_the_protocols() -> None:
     hub = WebSocketChannel()
-    assert isinstance(hub, Channel)
+    assert isinstance(hub, NotifyChannel)
     assert isinstance(hub, ManagedChannel)

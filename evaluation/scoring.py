@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-HOUR_MS = 3_600_000
+from whistle.timeutil import HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)

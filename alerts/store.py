@@ -1,0 +1,349 @@
+"""The write side of alarms and tickets: SQL on an open connection, callers own the transaction.
+
+Alarms and tickets come back as domain values (`whistle.domain.Alarm`, `Ticket`); what the API
+lists and shows is in `alerts.queries`, duty rosters in `alerts.rosters`, silences in
+`alerts.silences`, the outbox in `alerts.outbox`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow, dict_row
+from psycopg.types.json import Jsonb
+
+from alerts.routing import Candidate
+from whistle.domain import (
+    Alarm,
+    AlarmKind,
+    AlarmStatus,
+    Detection,
+    Outcome,
+    Severity,
+    SubjectType,
+    Ticket,
+    TicketStatus,
+    WorkerRole,
+)
+from whistle.timeutil import from_datetime, to_datetime
+
+Conn = AsyncConnection[TupleRow]
+
+ALARM_COLUMNS = (
+    "id, kind, severity, status, subject_type, subject_id, household_id, building_id, grid_id, "
+    "first_seen, last_seen, detected_at, count, evidence"
+)
+
+
+def alarm_from_row(row: Sequence[Any]) -> Alarm:
+    """An alarm from a row of ALARM_COLUMNS."""
+    return Alarm(
+        id=str(row[0]),
+        kind=AlarmKind(row[1]),
+        severity=Severity(row[2]),
+        status=AlarmStatus(row[3]),
+        subject_type=SubjectType(row[4]),
+        subject_id=row[5],
+        household_id=row[6],
+        building_id=row[7],
+        grid_id=row[8],
+        first_seen=from_datetime(row[9]),
+        last_seen=from_datetime(row[10]),
+        detected_at=from_datetime(row[11]),
+        count=row[12],
+        evidence=row[13],
+    )
+
+
+def _ms(value: datetime | None) -> int | None:
+    return from_datetime(value) if value is not None else None
+
+
+def ticket_from_row(row: Mapping[str, Any]) -> Ticket:
+    """A ticket from a `SELECT * FROM tickets` row (dict_row), with `alarm_ids` when the query adds them."""
+    return Ticket(
+        id=str(row["id"]),
+        kind=AlarmKind(row["kind"]),
+        severity=Severity(row["severity"]),
+        grid_id=row["grid_id"],
+        assignee_id=row["assignee_id"],
+        status=TicketStatus(row["status"]),
+        escalation_level=int(row["escalation_level"]),
+        created_at=from_datetime(row["created_at"]),
+        acknowledged_at=_ms(row["acknowledged_at"]),
+        arrived_at=_ms(row["arrived_at"]),
+        resolved_at=_ms(row["resolved_at"]),
+        closed_at=_ms(row.get("closed_at")),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        note=row["note"],
+        household_id=row.get("household_id"),
+        building_id=row.get("building_id"),
+        alarm_ids=tuple(str(a) for a in row.get("alarm_ids") or ()),
+        policy=row.get("policy") or {},
+        escalation_step=int(row.get("escalation_step") or 0),
+        escalation_due_at=_ms(row.get("escalation_due_at")),
+        escalation_base_at=_ms(row.get("escalation_base_at")),
+        assignment=int(row.get("assignment") or 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Someone a notification can go to: a worker, or a household's emergency contact."""
+
+    id: str
+    name: str
+    phone: str | None
+    type: str  # "worker" or "contact": picks the channels tried (alerts.outbox.ROUTES)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "phone": self.phone, "type": self.type}
+
+
+async def detection_applied(conn: Conn, detection_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM applied_detections WHERE detection_id = %s", (detection_id,))
+    return await cur.fetchone() is not None
+
+
+async def lock_open_alarm(conn: Conn, d: Detection) -> Alarm | None:
+    """The open alarm of the detection's kind and subject, locked for this transaction."""
+    cur = await conn.execute(
+        f"SELECT {ALARM_COLUMNS} FROM alarms WHERE kind = %s AND subject_type = %s AND subject_id = %s "
+        "AND status <> 'cleared' FOR UPDATE",
+        (d.kind.value, d.subject_type.value, d.subject_id),
+    )
+    row = await cur.fetchone()
+    return alarm_from_row(row) if row else None
+
+
+async def insert_alarm(conn: Conn, d: Detection, severity: Severity, now: int) -> str:
+    alarm_id = str(uuid.uuid4())
+    await conn.execute(
+        "INSERT INTO alarms (id, kind, severity, status, subject_type, subject_id, household_id, building_id, "
+        "grid_id, first_seen, last_seen, detected_at, count, evidence) "
+        "VALUES (%s, %s, %s, 'active', %s, %s, %s, %s, %s, %s, %s, %s, 1, %s)",
+        (
+            alarm_id,
+            d.kind.value,
+            severity.value,
+            d.subject_type.value,
+            d.subject_id,
+            d.household_id,
+            d.building_id,
+            d.grid_id,
+            to_datetime(d.ts),
+            to_datetime(d.ts),
+            to_datetime(now),
+            Jsonb(d.evidence),
+        ),
+    )
+    return alarm_id
+
+
+async def update_alarm(conn: Conn, alarm_id: str, d: Detection, severity: Severity) -> None:
+    await conn.execute(
+        "UPDATE alarms SET count = count + 1, last_seen = GREATEST(last_seen, %s), "
+        "first_seen = LEAST(first_seen, %s), evidence = %s, severity = %s WHERE id = %s",
+        (to_datetime(d.ts), to_datetime(d.ts), Jsonb(d.evidence), severity.value, alarm_id),
+    )
+
+
+async def clear_alarms(conn: Conn, alarm_ids: Sequence[str], now: int, evidence: Mapping[str, Any] | None) -> None:
+    await conn.execute(
+        "UPDATE alarms SET status = 'cleared', cleared_at = %s, "
+        "evidence = CASE WHEN %s::jsonb IS NULL THEN evidence ELSE evidence || %s::jsonb END "
+        "WHERE id = ANY(%s) AND status <> 'cleared'",
+        (to_datetime(now), Jsonb(evidence), Jsonb(evidence), list(alarm_ids)),
+    )
+
+
+async def mark_applied(conn: Conn, detection_id: str, alarm_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO applied_detections (detection_id, alarm_id) VALUES (%s, %s)", (detection_id, alarm_id)
+    )
+
+
+async def ticket_for_alarm(conn: Conn, alarm_id: str) -> str | None:
+    cur = await conn.execute("SELECT ticket_id FROM ticket_alarms WHERE alarm_id = %s", (alarm_id,))
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def routing_candidates(conn: Conn, grid_id: str | None) -> tuple[list[str], list[Candidate]]:
+    """The grid chain from `grid_id` up through its parents, and the workers who could take the ticket."""
+    chain: list[str] = []
+    if grid_id is not None:
+        cur = await conn.execute(
+            "WITH RECURSIVE up(id, parent_id, depth) AS ("
+            " SELECT id, parent_id, 0 FROM grids WHERE id = %s"
+            " UNION ALL SELECT g.id, g.parent_id, up.depth + 1 FROM grids g JOIN up ON g.id = up.parent_id"
+            " WHERE up.depth < 16) SELECT id FROM up ORDER BY depth",
+            (grid_id,),
+        )
+        chain = [r[0] for r in await cur.fetchall()]
+    cur = await conn.execute(
+        "SELECT id, grid_id, role FROM workers WHERE grid_id = ANY(%s) OR grid_id IS NULL OR role = 'street_center'",
+        (chain,),
+    )
+    workers = [Candidate(r[0], r[1], WorkerRole(r[2])) for r in await cur.fetchall()]
+    return chain, workers
+
+
+async def insert_ticket(
+    conn: Conn,
+    *,
+    alarm: Alarm | Detection,
+    alarm_id: str,
+    severity: Severity,
+    assignee_id: str | None,
+    now: int,
+    policy: Mapping[str, Any] | None = None,
+) -> str:
+    ticket_id = str(uuid.uuid4())
+    await conn.execute(
+        "INSERT INTO tickets (id, kind, severity, grid_id, assignee_id, status, created_at, policy, "
+        "escalation_base_at, household_id, building_id) "
+        "VALUES (%s, %s, %s, %s, %s, 'dispatched', %s, %s, %s, %s, %s)",
+        (
+            ticket_id,
+            alarm.kind.value,
+            severity.value,
+            alarm.grid_id,
+            assignee_id,
+            to_datetime(now),
+            Jsonb(dict(policy or {})),
+            to_datetime(now),
+            alarm.household_id,
+            alarm.building_id,
+        ),
+    )
+    await conn.execute("INSERT INTO ticket_alarms (ticket_id, alarm_id) VALUES (%s, %s)", (ticket_id, alarm_id))
+    return ticket_id
+
+
+async def add_ticket_event(
+    conn: Conn,
+    ticket_id: str,
+    *,
+    at: int,
+    actor: str,
+    action: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    note: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (ticket_id, to_datetime(at), actor, action, from_status, to_status, note, Jsonb(dict(data or {}))),
+    )
+
+
+async def lock_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
+    """The ticket, locked for this transaction."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM tickets WHERE id = %s FOR UPDATE", (ticket_id,))
+        row = await cur.fetchone()
+    return ticket_from_row(row) if row is not None else None
+
+
+async def set_ticket_status(conn: Conn, ticket_id: str, status: str, **columns: Any) -> None:
+    sets = ", ".join([f"{c} = %s" for c in columns] + ["status = %s"])
+    await conn.execute(f"UPDATE tickets SET {sets} WHERE id = %s", (*columns.values(), status, ticket_id))
+
+
+async def alarm_ids_of_ticket(conn: Conn, ticket_id: str) -> list[str]:
+    cur = await conn.execute("SELECT alarm_id FROM ticket_alarms WHERE ticket_id = %s ORDER BY alarm_id", (ticket_id,))
+    return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def update_ticket(conn: Conn, ticket_id: str, **columns: Any) -> None:
+    sets = ", ".join(f"{c} = %s" for c in columns)
+    await conn.execute(f"UPDATE tickets SET {sets} WHERE id = %s", (*columns.values(), ticket_id))
+
+
+async def open_ticket_of_group(conn: Conn, kinds: Sequence[str], column: str, value: str) -> str | None:
+    """An unresolved ticket holding an open alarm of one of `kinds` on the same household or building."""
+    assert column in ("household_id", "building_id")
+    cur = await conn.execute(
+        "SELECT ta.ticket_id FROM alarms a JOIN ticket_alarms ta ON ta.alarm_id = a.id "
+        "JOIN tickets t ON t.id = ta.ticket_id "
+        f"WHERE a.{column} = %s AND a.kind = ANY(%s) AND a.status <> 'cleared' "
+        "AND t.status NOT IN ('resolved', 'closed') ORDER BY t.created_at LIMIT 1 FOR UPDATE OF t",
+        (value, list(kinds)),
+    )
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def attach_alarm(conn: Conn, ticket_id: str, alarm_id: str) -> None:
+    await conn.execute("INSERT INTO ticket_alarms (ticket_id, alarm_id) VALUES (%s, %s)", (ticket_id, alarm_id))
+
+
+async def has_open_alarms(conn: Conn, ticket_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id "
+        "WHERE ta.ticket_id = %s AND a.status <> 'cleared' LIMIT 1",
+        (ticket_id,),
+    )
+    return await cur.fetchone() is not None
+
+
+async def acknowledge_alarms(conn: Conn, ticket_id: str) -> None:
+    await conn.execute(
+        "UPDATE alarms SET status = 'acknowledged' WHERE status = 'active' "
+        "AND id IN (SELECT alarm_id FROM ticket_alarms WHERE ticket_id = %s)",
+        (ticket_id,),
+    )
+
+
+async def exists(conn: Conn, table: str, row_id: str) -> bool:
+    assert table in ("grids", "workers", "buildings", "devices", "households")
+    cur = await conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
+    return await cur.fetchone() is not None
+
+
+async def contacts_of(conn: Conn, household_id: str | None) -> list[Mapping[str, Any]]:
+    """A household's emergency contacts that have a phone (the registry's `contacts`)."""
+    if household_id is None:
+        return []
+    cur = await conn.execute("SELECT contacts FROM households WHERE id = %s", (household_id,))
+    row = await cur.fetchone()
+    return [c for c in (row[0] if row else []) if isinstance(c, dict) and c.get("phone")]
+
+
+async def recipients(conn: Conn, ids: Sequence[str]) -> dict[str, Contact]:
+    """Name and phone of each recipient id: workers, and households' contacts (contact:<household>:<n>)."""
+    out: dict[str, Contact] = {}
+    workers = [i for i in ids if not i.startswith("contact:")]
+    if workers:
+        cur = await conn.execute("SELECT id, name, phone FROM workers WHERE id = ANY(%s)", (workers,))
+        for r in await cur.fetchall():
+            out[r[0]] = Contact(r[0], r[1], r[2], "worker")
+    for rid in ids:
+        if rid.startswith("contact:"):
+            _, household, index = rid.split(":")
+            contacts = await contacts_of(conn, household)
+            if int(index) < len(contacts):
+                c = contacts[int(index)]
+                out[rid] = Contact(rid, str(c.get("name", "")), c.get("phone"), "contact")
+    return out
+
+
+async def place_of(conn: Conn, building_id: str | None, household_id: str | None) -> str:
+    """A human-readable place: the building's address and the household's unit."""
+    if building_id is None and household_id is None:
+        return ""
+    cur = await conn.execute(
+        "SELECT b.address, h.unit FROM buildings b LEFT JOIN households h ON h.id = %s AND h.building_id = b.id "
+        "WHERE b.id = COALESCE(%s, (SELECT building_id FROM households WHERE id = %s))",
+        (household_id, building_id, household_id),
+    )
+    row = await cur.fetchone()
+    return " ".join(p for p in (row or ()) if p)

@@ -1,0 +1,22 @@
+"""The API's routers, one module per resource, combined under /api/v1 here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import (
+    alarms,
+    dead_letters,
+    devices,
+    health,
+    households,
+    live,
+    registry,
+    rosters,
+    silences,
+    tickets,
+)
+
+router = APIRouter(prefix="/api/v1")
+for _module in (health, registry, alarms, tickets, rosters, silences, live, dead_letters, devices, households):
+    router.include_router(_module.router)

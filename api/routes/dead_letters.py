@@ -1,0 +1,27 @@
+"""GET /dead-letters: what was refused, why, and the payload as it came."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentUser, Db, Limit
+from api.schemas import DeadLetterRead, Page
+from collectors import queries
+
+router = APIRouter()
+
+
+@router.get("/dead-letters", response_model=Page[DeadLetterRead])
+async def get_dead_letters(
+    db: Db,
+    user: CurrentUser,
+    reason: str | None = None,
+    since: datetime | None = None,
+    limit: Limit = 100,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    items, nxt = await queries.list_dead_letters(db, reason=reason, since=since, limit=limit, cursor=cursor)
+    return {"items": items, "next": str(nxt) if nxt is not None else None}

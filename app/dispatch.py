@@ -1,0 +1,30 @@
+"""The alerts role's senders, wired from the environment: notification channels, the outbox, escalation."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from alerts.channels.base import NotifyChannel
+from alerts.channels.delivery import DeliveryPolicy, Dispatcher
+from alerts.channels.registry import build_channels
+from alerts.channels.settings import ChannelSettings
+from alerts.outbox import ROUTES, OutboxSender, PgSentLog
+from alerts.service import AlertService
+from alerts.workers import EscalationWorker
+
+
+async def start_dispatch(stack: AsyncExitStack, service: AlertService) -> tuple[OutboxSender, EscalationWorker]:
+    """The alerts role's senders: channels from the environment (the service's hub as `live`),
+    started on `stack`; an outbox sender woken by the service's commits; the escalation worker."""
+    settings = ChannelSettings()
+    channels: dict[str, NotifyChannel] = {}
+    for name, channel in build_channels(settings).items():
+        if name != "live":
+            channels[name] = await stack.enter_async_context(channel)
+    channels["live"] = service.live
+    sent_log = PgSentLog(service.db)
+    dispatcher = Dispatcher(channels, policy=DeliveryPolicy.from_settings(settings.delivery), sent_log=sent_log)
+    # Routes name only the channels this process has (live always): no attempt on an absent one.
+    routes = {k: tuple(c for c in route if c in channels) for k, route in ROUTES.items()}
+    sender = OutboxSender(service.db, dispatcher, sent_log=sent_log, wakeup=service.outbox_ready, routes=routes)
+    return sender, EscalationWorker(service)

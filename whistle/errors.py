@@ -1,0 +1,37 @@
+"""Why a service refuses a request, in three kinds every surface maps the same way (the API: 404, 422, 400, 409)."""
+
+from __future__ import annotations
+
+
+class ServiceError(ValueError):
+    """A request the service refuses: `not_found` (it names something that does not exist), `invalid` (it cannot
+    be carried out as asked), otherwise a conflict with the current state (e.g. acknowledging a closed ticket)."""
+
+    def __init__(
+        self, message: str, *, not_found: bool = False, invalid: bool = False, malformed: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.not_found = not_found
+        self.invalid = invalid
+        self.malformed = malformed  # the request itself is unreadable (e.g. a cursor this service did not issue)
+
+
+class NotFound(ServiceError):
+    """The request names something that does not exist (or that the caller may not see)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, not_found=True)
+
+
+class Malformed(ServiceError):
+    """The request itself cannot be read (a cursor or an id this service did not issue)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, malformed=True)
+
+
+class Invalid(ServiceError):
+    """The request cannot be carried out as asked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, invalid=True)
