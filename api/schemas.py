@@ -237,6 +237,7 @@ class SilenceRead(BaseModel):
 
 
 class DeadLetterRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: int
     topic: str
     reason: str
@@ -247,6 +248,7 @@ class DeadLetterRead(BaseModel):
 
 
 class DeviceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     id: str
     type: str
     household_id: str | None
@@ -260,6 +262,7 @@ class DeviceRead(BaseModel):
 
 
 class UnregisteredDeviceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     device_id: str
     device_type: str
     first_seen: datetime
@@ -269,6 +272,7 @@ class UnregisteredDeviceRead(BaseModel):
 
 
 class UsageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     ts: datetime
     total: float | None
     delta: float | None

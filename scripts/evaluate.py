@@ -12,7 +12,7 @@
    QoS 1 from its own process, as fast as the broker takes it.
 4. When the collector has taken every message and the rules and alerts have caught up, the daily
    household job runs for each day of the span (group rental).
-5. The alarms are scored per kind against the truth (`whistle.scoring`), and so are the fixed
+5. The alarms are scored per kind against the truth (`evaluation.scoring`), and so are the fixed
    rules in use today on the same stored data (`rules.baselines`): the 12-hour water rule for
    lone elders and the electricity-only group-rental screen.
 

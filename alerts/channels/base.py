@@ -71,6 +71,21 @@ class Notification:
     created_at: int  # ms since the epoch
     url: str | None = None  # where the ticket can be opened, if the deployment has a screen for it
 
+    def document(self) -> dict[str, object]:
+        """The notification as JSON, without personal data: what the live feed, Web Push and webhooks carry
+        (each adds what it alone needs: the recipient's id, a signed timestamp)."""
+        return {
+            "type": "notification",
+            "id": self.id,
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            "title": self.title,
+            "body": self.body,
+            "ticket_id": self.ticket_id,
+            "url": self.url,
+            "created_at": self.created_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:

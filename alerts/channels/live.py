@@ -134,19 +134,7 @@ class WebSocketChannel:
         at = now_ms()
         started = time.perf_counter()
         reached = self.publish(
-            {
-                "type": "notification",
-                "id": message.id,
-                "recipient_id": message.recipient.id,
-                "kind": message.kind.value,
-                "severity": message.severity.value,
-                "title": message.title,
-                "body": message.body,
-                "ticket_id": message.ticket_id,
-                "url": message.url,
-                "created_at": message.created_at,
-            },
-            recipient_id=message.recipient.id,
+            {**message.document(), "recipient_id": message.recipient.id}, recipient_id=message.recipient.id
         )
         attempt = Attempt(
             channel=self._name,

@@ -50,19 +50,7 @@ class WebhookChannel(HttpChannel):
             recipient.update(name=r.name, phone=r.phone)
         else:
             recipient.update(name=mask_name(r.name), phone=mask_phone(r.phone) if r.phone else None)
-        return {
-            "type": "notification",
-            "id": message.id,
-            "sent_at": sent_at,
-            "kind": message.kind.value,
-            "severity": message.severity.value,
-            "title": message.title,
-            "body": message.body,
-            "ticket_id": message.ticket_id,
-            "url": message.url,
-            "created_at": message.created_at,
-            "recipient": recipient,
-        }
+        return {**message.document(), "sent_at": sent_at, "recipient": recipient}
 
     def request(self, message: Notification) -> tuple[dict[str, str], bytes]:
         """(headers, body) of the signed request."""

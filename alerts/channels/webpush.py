@@ -160,16 +160,7 @@ def vapid_authorization(key: ec.EllipticCurvePrivateKey, *, aud: str, sub: str, 
 
 def payload(message: Notification) -> bytes:
     """What the service worker receives: JSON without personal data, the body cut to fit one record."""
-    doc = {
-        "id": message.id,
-        "kind": message.kind.value,
-        "severity": message.severity.value,
-        "title": message.title,
-        "body": message.body,
-        "ticket_id": message.ticket_id,
-        "url": message.url,
-        "created_at": message.created_at,
-    }
+    doc = message.document()
     while True:
         raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         excess = len(raw) - MAX_PLAINTEXT

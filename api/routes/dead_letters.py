@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -22,6 +22,6 @@ async def get_dead_letters(
     since: datetime | None = None,
     limit: Limit = 100,
     cursor: Annotated[int | None, Query(ge=1)] = None,
-) -> dict[str, Any]:
+) -> Page[DeadLetterRead]:
     items, nxt = await queries.list_dead_letters(db, reason=reason, since=since, limit=limit, cursor=cursor)
-    return {"items": items, "next": str(nxt) if nxt is not None else None}
+    return Page(items=[DeadLetterRead.model_validate(d) for d in items], next=str(nxt) if nxt is not None else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -16,9 +16,9 @@ router = APIRouter()
 
 
 @router.get("/devices/unregistered", response_model=list[UnregisteredDeviceRead])
-async def get_unregistered(db: Db, user: CurrentUser, limit: Limit = 100) -> list[dict[str, Any]]:
+async def get_unregistered(db: Db, user: CurrentUser, limit: Limit = 100) -> list[UnregisteredDeviceRead]:
     """Devices that keep publishing without being registered, so an operator can register them."""
-    return await queries.list_unregistered(db, limit=limit)
+    return [UnregisteredDeviceRead.model_validate(d) for d in await queries.list_unregistered(db, limit=limit)]
 
 
 @router.get("/devices/{device_id}/usage", response_model=list[UsageRead])
@@ -29,17 +29,18 @@ async def get_usage(
     since: datetime,
     until: datetime | None = None,
     max_gap_s: Annotated[float, Query(gt=0)] = 7200.0,
-) -> list[dict[str, Any]]:
+) -> list[UsageRead]:
     """A water or power meter's consumption per interval: resets never count as negative use."""
     end = until or datetime.now(UTC)
     if since.tzinfo is None or end.tzinfo is None:
         raise Invalid("since and until need a UTC offset")
-    return await queries.device_usage(db, device_id, since=since, until=end, max_gap_s=max_gap_s)
+    rows = await queries.device_usage(db, device_id, since=since, until=end, max_gap_s=max_gap_s)
+    return [UsageRead.model_validate(r) for r in rows]
 
 
 @router.get("/devices/{device_id}", response_model=DeviceRead)
-async def get_device(db: Db, user: CurrentUser, device_id: DeviceId) -> dict[str, Any]:
+async def get_device(db: Db, user: CurrentUser, device_id: DeviceId) -> DeviceRead:
     row = await queries.get_device(db, device_id)
     if row is None:
         raise NotFound(f"device {device_id} not registered")
-    return row
+    return DeviceRead.model_validate(row)
