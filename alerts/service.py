@@ -8,6 +8,7 @@ as the ticket change and sent after it commits (alerts.outbox).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,11 +23,13 @@ from alerts.lifecycle import Change, decide, group_of
 from alerts.notify import SYSTEM, advance, reached_statuses
 from alerts.outbox import suppress_notifications
 from alerts.routing import route
-from whistle.bus import TOPIC_DETECTIONS, Bus, TopicPartition
+from whistle.bus import TOPIC_DETECTIONS, Bus, Record, TopicPartition
 from whistle.domain import Detection, Outcome, Severity, SubjectType, Ticket, TicketStatus
 from whistle.errors import ServiceError
+from whistle.retry import TRANSIENT, Backoff, Stopped, until_done
 from whistle.serde import decode_detection
 from whistle.store.db import Database
+from whistle.store.writers import insert_bus_dead_letters
 from whistle.timeutil import now_ms, to_datetime
 
 log = logging.getLogger(__name__)
@@ -367,27 +370,81 @@ class AlertService:
 
 
 class AlertsWorker:
-    """Consumes detections from the bus and applies them."""
+    """Consumes detections from the bus and applies them.
+
+    A detection that cannot be decoded or applied (a bug, a value the database refuses) is recorded in
+    `bus_dead_letters` with its topic, offset and error and skipped, so one bad record never stops the
+    role; an outage (the database or the bus unreachable) is waited out, retrying the same record."""
 
     def __init__(self, bus: Bus, service: AlertService, *, group: str = "whistle-alerts") -> None:
         self.bus = bus
         self.service = service
         self.group = group
         self.applied = 0
+        self.poison = 0
+        self.outages = 0
+
+    async def _apply(self, rec: Record, stop: asyncio.Event) -> None:
+        try:
+            d = decode_detection(rec.value)
+        except Exception as exc:
+            await self._refuse(rec, exc, stop)
+            return
+        backoff = Backoff()
+        while True:
+            try:
+                await self.service.apply(d)
+                return
+            except TRANSIENT as exc:
+                self.outages += 1
+                if stop.is_set():
+                    raise Stopped("applying a detection") from exc
+                log.warning("applying detection %s: %s (again in %.1f s)", d.detection_id, exc, backoff.delay)
+                await backoff.wait(stop)
+            except Exception as exc:
+                if backoff.failures >= 2:
+                    await self._refuse(rec, exc, stop)
+                    return
+                log.warning("applying detection %s failed (%s); trying again", d.detection_id, exc)
+                await backoff.wait(stop)
+
+    async def _refuse(self, rec: Record, exc: Exception, stop: asyncio.Event) -> None:
+        log.error("detection at %s/%d offset %d refused: %s", rec.topic, rec.partition, rec.offset, exc)
+        item = [(rec, f"{type(exc).__name__}: {exc}")]
+
+        async def write() -> None:
+            async with self.service.db.connection() as conn:
+                await insert_bus_dead_letters(conn, self.group, item)
+
+        await until_done("recording a refused detection", write, stop=stop)
+        self.poison += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self.bus.consumer(self.group, [TOPIC_DETECTIONS])
-        await consumer.start()
+        await until_done(f"joining group {self.group}", consumer.start, stop=stop)
+        backoff = Backoff()
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=250, max_records=500)
-                offsets: dict[TopicPartition, int] = {}
-                for tp, records in batches.items():
-                    for rec in records:
-                        await self.service.apply(decode_detection(rec.value))
-                        self.applied += 1
-                    offsets[tp] = records[-1].offset + 1
-                if offsets:
-                    await consumer.commit(offsets)
+                try:
+                    batches = await consumer.getmany(timeout_ms=250, max_records=500)
+                    offsets: dict[TopicPartition, int] = {}
+                    for tp, records in batches.items():
+                        for rec in records:
+                            await self._apply(rec, stop)
+                            self.applied += 1
+                            offsets[tp] = rec.offset + 1
+                    if offsets:
+                        await until_done(
+                            "committing detections", functools.partial(consumer.commit, offsets), stop=stop
+                        )
+                    backoff.succeeded()
+                except Stopped:
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the bus itself failed (e.g. the durable log's database is away)
+                    self.outages += 1
+                    log.warning("alerts: reading detections failed: %s (again in %.1f s)", exc, backoff.delay)
+                    await backoff.wait(stop)
         finally:
             await consumer.stop()

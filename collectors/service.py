@@ -16,14 +16,15 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 
 from collectors.codecs import Limits, Reason, decode_message
 from collectors.mqtt import MqttMessage, MqttSource
-from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus
+from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus, TransactionalBus
 from whistle.domain import Channel, DeadLetter, Reading
 from whistle.mqtt import MqttEndpoint
 from whistle.protocol import LIFE_SAFETY_TYPES
@@ -35,11 +36,12 @@ from whistle.store.writers import (
     copy_readings,
     insert_dead_letters,
     insert_readings_dedup,
+    stored_seq,
     upsert_unregistered,
 )
-from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUBSCRIPTIONS = ("whistle/v1/#",)
 PRIORITY_SUBSCRIPTIONS = ("whistle/v1/smoke/+/event", "whistle/v1/elevator/+/event")
@@ -61,6 +63,13 @@ def is_priority_topic(topic: str) -> bool:
         and parts[2] in _LIFE_SAFETY_NAMES
         and parts[4] == "event"
     )
+
+
+def _records(readings: Sequence[Reading]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Bus records of readings: (priority lane keyed by building, bulk lane keyed by household)."""
+    priority = [(r.site_key.encode(), encode_reading(r)) for r in readings if is_priority(r)]
+    bulk = [(r.key.encode(), encode_reading(r)) for r in readings if not is_priority(r)]
+    return priority, bulk
 
 
 @dataclass(slots=True)
@@ -112,26 +121,24 @@ async def decode_batch(messages: Sequence[MqttMessage], directory: DeviceDirecto
             refuse(m, Reason.TYPE_MISMATCH, detail, raw)
             continue
         for d in res.accepted:
-            if d.seq is not None:
-                key = (d.device_id, d.ts, d.channel, d.seq)
-                if key in seen:
-                    out.duplicates += 1
-                    continue
-                seen.add(key)
-            out.readings.append(
-                Reading(
-                    d.device_id,
-                    d.device_type,
-                    d.channel,
-                    d.ts,
-                    m.received_at,
-                    d.values,
-                    d.seq,
-                    place.household_id,
-                    place.building_id,
-                    place.grid_id,
-                )
+            r = Reading(
+                d.device_id,
+                d.device_type,
+                d.channel,
+                d.ts,
+                m.received_at,
+                d.values,
+                d.seq,
+                place.household_id,
+                place.building_id,
+                place.grid_id,
             )
+            key = (d.device_id, d.ts, d.channel, stored_seq(r))
+            if key in seen:
+                out.duplicates += 1
+                continue
+            seen.add(key)
+            out.readings.append(r)
             out.redelivered.append(m.dup)
     return out
 
@@ -177,7 +184,7 @@ class Collector:
         directory: DeviceDirectory,
         limits: Limits,
         batch_size: int = 2000,
-        state_flush_ms: int = 1000,
+        state_flush_ms: int = 500,
     ) -> None:
         self.lanes = list(lanes)
         self.db = db
@@ -187,7 +194,6 @@ class Collector:
         self.batch_size = batch_size
         self.state_flush_ms = state_flush_ms
         self.states = DeviceStates()
-        self._states_flushed_at = 0
         self._stop: asyncio.Event | None = None
         self.stats = CollectorStats()
 
@@ -210,11 +216,18 @@ class Collector:
             except Exception:
                 log.exception("could not write the pending device state")
 
+    @property
+    def transactional(self) -> bool:
+        """Whether the bus is appended to inside the write transaction (exactly once, nothing to send after)."""
+        return isinstance(self.bus, TransactionalBus)
+
     async def write(self, batch: Batch) -> list[Reading]:
-        """Store a batch in one transaction; returns the readings to publish (new, or delivered again)."""
+        """Store a batch in one transaction; returns the readings to publish (new, or delivered again).
+
+        On a transactional bus the readings are appended to the bus inside that same transaction: stored and
+        on the bus are then one fact, and only readings new to the database are appended."""
         fresh = batch.readings
         new = len(batch.readings)
-        self.states.add(batch.readings)
         async with self.db.connection() as conn, conn.transaction():
             if batch.readings:
                 try:
@@ -222,32 +235,62 @@ class Collector:
                         await copy_readings(conn, batch.readings)
                 except psycopg.errors.UniqueViolation:
                     flags = await insert_readings_dedup(conn, batch.readings)
-                    # A reading stored before but delivered again (the collector stopped between commit and
-                    # acknowledgement) may not have reached the bus: publish it again; consumers drop repeats.
-                    fresh = [
-                        r
-                        for r, new, again in zip(batch.readings, flags, batch.redelivered, strict=True)
-                        if new or again
-                    ]
+                    if self.transactional:
+                        fresh = [r for r, is_new in zip(batch.readings, flags, strict=True) if is_new]
+                    else:
+                        # A reading stored before but delivered again (the collector stopped between commit and
+                        # acknowledgement) may not have reached the bus: publish it again; consumers drop repeats.
+                        fresh = [
+                            r
+                            for r, is_new, again in zip(batch.readings, flags, batch.redelivered, strict=True)
+                            if is_new or again
+                        ]
                     new = flags.count(True)
                     self.stats.duplicates += len(flags) - new
             await insert_dead_letters(conn, batch.dead_letters)
             await upsert_unregistered(conn, batch.unregistered)
-            now = now_ms()
-            if now - self._states_flushed_at >= self.state_flush_ms:
-                self._states_flushed_at = now
-                await self.states.flush(conn)
-        priority = [(r.site_key.encode(), encode_reading(r)) for r in fresh if is_priority(r)]
-        bulk = [(r.key.encode(), encode_reading(r)) for r in fresh if not is_priority(r)]
+            if isinstance(self.bus, TransactionalBus):
+                priority, bulk = _records(fresh)
+                await self.bus.append(conn, TOPIC_PRIORITY, priority)
+                await self.bus.append(conn, TOPIC_READINGS, bulk)
+        self.states.add(batch.readings)
+        self.stats.readings += new
+        return fresh
+
+    async def publish(self, readings: Sequence[Reading]) -> int:
+        """Put stored readings on a bus that is not transactional (sent whole again if this fails)."""
+        priority, bulk = _records(readings)
         if priority:
             await self.bus.send_many(TOPIC_PRIORITY, priority)
         if bulk:
             await self.bus.send_many(TOPIC_READINGS, bulk)
-        self.stats.readings += new
-        return fresh
+        return len(priority) + len(bulk)
+
+    async def _until_done(self, what: str, op: Callable[[], Awaitable[T]], size: int) -> T | None:
+        """Retry `op` until it succeeds; None when the collector is stopping meanwhile (nothing acknowledged)."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except Exception:
+                self.stats.write_failures += 1
+                if self._stop is not None and self._stop.is_set():
+                    # Stopping: leave the batch unacknowledged; it is delivered again to whoever comes next.
+                    log.warning("stopping with a batch of %d messages not %s; they will be delivered again", size, what)
+                    return None
+                log.exception("%s a batch of %d messages failed; retrying in %.1f s", what, size, delay)
+                if self._stop is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                else:
+                    await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def handle(self, lane: Lane, messages: Sequence[MqttMessage]) -> None:
-        """Decode, write and acknowledge one batch; retries the write until it succeeds."""
+        """Decode, store, publish and acknowledge one batch; each step retried until it succeeds.
+
+        A batch whose store committed but whose publish failed is published again whole, never stored
+        again: at-least-once to the bus (consumers drop repeats by id)."""
         if lane.skip is not None:
             skipped = [m for m in messages if lane.skip(m.topic)]
             if skipped:
@@ -256,30 +299,35 @@ class Collector:
         if not messages:
             return
         batch = await decode_batch(messages, self.directory, self.limits)
-        delay = 0.1
-        while True:
-            try:
-                await self.write(batch)
-                break
-            except Exception:
-                self.stats.write_failures += 1
-                if self._stop is not None and self._stop.is_set():
-                    # Stopping: leave the batch unacknowledged; the broker delivers it again to whoever comes next.
-                    log.warning(
-                        "stopping with a batch of %d messages not written; the broker keeps them", len(messages)
-                    )
-                    return
-                log.exception("writing a batch of %d messages failed; retrying in %.1f s", len(messages), delay)
-                if self._stop is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                else:
-                    await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        fresh = await self._until_done("writing", lambda: self.write(batch), len(messages))
+        if fresh is None:
+            return
+        if (
+            not self.transactional
+            and await self._until_done("publishing", lambda: self.publish(fresh), len(messages)) is None
+        ):
+            return
         lane.source.ack(messages)
         self.stats.messages += len(messages)
         self.stats.duplicates += batch.duplicates
         self.stats.dead_letters.update(d.reason for d in batch.dead_letters)
+
+    async def flush_states(self) -> int:
+        """Write the device state that is pending (last seen, online, battery, signal)."""
+        if not len(self.states):
+            return 0
+        async with self.db.connection() as conn:
+            return await self.states.flush(conn)
+
+    async def _flush_states_loop(self, stop: asyncio.Event) -> None:
+        """Device state reaches the database at most `state_flush_ms` after the message that changed it."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.state_flush_ms / 1000)
+            try:
+                await self.flush_states()
+            except Exception as exc:
+                log.warning("writing device state failed, kept for the next round: %s", exc)
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -299,5 +347,6 @@ class Collector:
             [lane.name for lane in self.lanes],
         )
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._flush_states_loop(stop), name="collector:device-state")
             for lane in self.lanes:
                 tg.create_task(self._run_lane(lane, stop), name=f"collector:{lane.name}")

@@ -26,7 +26,7 @@ import logging
 import pickle
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +35,12 @@ from rules.config import ConfigWatcher
 from rules.household_job import HouseholdJob
 from rules.processor import PartitionState, Processor, Rule
 from rules.topology import Topology, load_topology
-from whistle.bus import TOPIC_DETECTIONS, TOPIC_PRIORITY, TOPIC_READINGS, Bus, Consumer, TopicPartition
+from whistle.bus import TOPIC_DETECTIONS, TOPIC_PRIORITY, TOPIC_READINGS, Bus, Consumer, Record, TopicPartition
 from whistle.domain import Detection
+from whistle.retry import Backoff, Stopped, until_done
 from whistle.serde import decode_reading, encode_detection
 from whistle.store.db import Database
+from whistle.store.writers import insert_bus_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,21 @@ class SnapshotStore:
 
     async def load(self, group: str, tp: TopicPartition) -> PartitionState | None:
         """The partition's last snapshot, or None (none yet, or one this code cannot read)."""
+        got = await self.load_with_mark(group, tp)
+        return got[0] if got is not None else None
+
+    async def load_with_mark(self, group: str, tp: TopicPartition) -> tuple[PartitionState, str | None] | None:
+        """The partition's last snapshot and the mark of the log record just before its offset."""
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                "SELECT next_offset, format, state FROM rule_snapshots WHERE group_name = %s AND topic = %s"
-                " AND partition = %s",
+                "SELECT next_offset, format, state, log_mark FROM rule_snapshots WHERE group_name = %s"
+                " AND topic = %s AND partition = %s",
                 (group, tp.topic, tp.partition),
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        offset, fmt, raw = row
+        offset, fmt, raw, mark = row
         if fmt != SNAPSHOT_FORMAT:
             log.error(
                 "snapshot of %s %s has format %s, this code reads %s: starting empty", group, tp, fmt, SNAPSHOT_FORMAT
@@ -86,19 +93,35 @@ class SnapshotStore:
             log.exception("snapshot of %s %s cannot be read: starting empty", group, tp)
             return None
         state.offset = int(offset)
-        return state
+        return state, mark
 
-    async def save(self, group: str, items: Sequence[tuple[TopicPartition, PartitionState, bytes]]) -> None:
-        """Write several partitions' snapshots in one transaction."""
+    async def save(
+        self,
+        group: str,
+        items: Sequence[tuple[TopicPartition, PartitionState, bytes]],
+        marks: Mapping[TopicPartition, str | None] | None = None,
+    ) -> None:
+        """Write several partitions' snapshots in one transaction, each with the mark of its log position."""
+        marks = marks or {}
         async with self.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO rule_snapshots (group_name, topic, partition, next_offset, clock, format, keys, state,"
-                " taken_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())"
+                " log_mark, taken_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
                 " ON CONFLICT (group_name, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,"
                 " clock = EXCLUDED.clock, format = EXCLUDED.format, keys = EXCLUDED.keys, state = EXCLUDED.state,"
-                " taken_at = now()",
+                " log_mark = EXCLUDED.log_mark, taken_at = now()",
                 [
-                    (group, tp.topic, tp.partition, part.offset, part.clock, SNAPSHOT_FORMAT, len(part.states), raw)
+                    (
+                        group,
+                        tp.topic,
+                        tp.partition,
+                        part.offset,
+                        part.clock,
+                        SNAPSHOT_FORMAT,
+                        len(part.states),
+                        raw,
+                        marks.get(tp),
+                    )
                     for tp, part, raw in items
                 ],
             )
@@ -111,6 +134,10 @@ class LaneStats:
     snapshots: int = 0
     snapshot_bytes: int = 0
     restored: int = 0
+    foreign: int = 0  # snapshots dropped because their log is gone
+    gaps: int = 0  # records trimmed from the log before they were judged
+    poison: int = 0  # records that could not be decoded or applied (dead-lettered, skipped)
+    outages: int = 0  # rounds that failed on the database or the bus and were retried
     replayed_from: dict[int, int] = field(default_factory=dict)
 
 
@@ -125,7 +152,11 @@ class Lane:
         self.processor = Processor(rules, config=watcher.config, topology=topology)
         self.parts: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
+        self.marks: dict[int, str | None] = {}  # the mark of the last record each partition's state has seen
         self.last_record_wall: dict[int, float] = {}
+        self.last_snapshot = 0.0
+        self.out: list[Detection] = []  # detections of the current round, kept until they are on the bus
+        self.poison: list[tuple[Record, str]] = []
         self.stats = LaneStats()
 
 
@@ -184,93 +215,200 @@ class RuleEngine:
             for lane in self.lanes.values():
                 lane.processor.reconfigure(config=self.watcher.config)
 
+    async def _restore(self, lane: Lane, consumer: Consumer, tp: TopicPartition) -> bool:
+        """Take over a partition: from its snapshot when the log is still the one the snapshot indexed.
+
+        Never seeks past a record this state has not seen: a snapshot whose log is gone (a restarted
+        in-process bus, a recreated topic) is dropped and the partition is judged from the first record
+        the log holds; a snapshot whose next records were trimmed away resumes at the first one held and
+        says so. Returns True when the consumer was moved."""
+        got = await self.snapshots.load_with_mark(lane.group, tp) if self.snapshots is not None else None
+        p = tp.partition
+        if got is None:
+            lane.parts[p] = PartitionState(offset=-1)  # from the consumer's position (the group's commit)
+            return False
+        state, mark = got
+        start, end = await self.bus.bounds(tp)
+        same_log = state.offset <= end and (
+            state.offset == 0
+            or state.offset - 1 < start  # the record before it was trimmed: nothing left to compare with
+            or (mark is not None and await self.bus.fingerprint(tp, state.offset - 1) == mark)
+        )
+        if not same_log:
+            log.warning(
+                "%s partition %d: the snapshot (offset %d) indexes another log (this one holds %d..%d); "
+                "judging this log from its first record",
+                lane.topic,
+                p,
+                state.offset,
+                start,
+                end,
+            )
+            lane.stats.foreign += 1
+            lane.parts[p] = PartitionState(offset=start)
+            consumer.seek(tp, start)
+            return True
+        if state.offset < start:
+            log.error(
+                "%s partition %d: records %d..%d were trimmed before this worker judged them; resuming at %d",
+                lane.topic,
+                p,
+                state.offset,
+                start - 1,
+                start,
+            )
+            lane.stats.gaps += start - state.offset
+            state.offset = start
+        lane.parts[p] = state
+        lane.marks[p] = mark
+        consumer.seek(tp, state.offset)
+        lane.stats.restored += 1
+        lane.stats.replayed_from[p] = state.offset
+        log.info("%s partition %d restored at offset %d (%d keys)", lane.topic, p, state.offset, len(state.states))
+        return True
+
     async def _assign(self, lane: Lane, consumer: Consumer) -> set[int]:
-        """Restore newly assigned partitions from their snapshots; forget revoked ones. Returns restored ones."""
+        """Restore newly assigned partitions from their snapshots; forget revoked ones. Returns the moved ones."""
         assigned = {tp.partition for tp in consumer.assignment() if tp.topic == lane.topic}
         for p in set(lane.parts) - assigned:
             del lane.parts[p]
             lane.dirty.discard(p)
-        restored: set[int] = set()
-        for p in assigned - set(lane.parts):
-            tp = TopicPartition(lane.topic, p)
-            state = await self.snapshots.load(lane.group, tp) if self.snapshots is not None else None
-            if state is None:
-                lane.parts[p] = PartitionState(offset=-1)  # from the consumer's position
-                continue
-            lane.parts[p] = state
-            consumer.seek(tp, state.offset)
-            lane.stats.restored += 1
-            lane.stats.replayed_from[p] = state.offset
-            restored.add(p)
-            log.info("%s partition %d restored at offset %d (%d keys)", lane.topic, p, state.offset, len(state.states))
-        return restored
+            lane.marks.pop(p, None)
+        moved: set[int] = set()
+        for p in sorted(assigned - set(lane.parts)):
+            if await self._restore(lane, consumer, TopicPartition(lane.topic, p)):
+                moved.add(p)
+        return moved
 
-    async def _snapshot(self, lane: Lane) -> None:
-        if self.snapshots is None or not lane.dirty:
+    async def _snapshot(self, lane: Lane, consumer: Consumer) -> None:
+        """Save the changed partitions' states with their offsets, then commit those offsets to the group.
+
+        The group's committed offsets never run ahead of a saved state, so a worker that takes a partition
+        over without a snapshot (none yet) replays everything that state had seen."""
+        if not lane.dirty:
             return
         items = []
         for p in sorted(lane.dirty):
             part = lane.parts.get(p)
             if part is not None and part.offset >= 0:
                 items.append((TopicPartition(lane.topic, p), part, dump_state(part)))
-        if items:
-            await self.snapshots.save(lane.group, items)
+        if items and self.snapshots is not None:
+            await self.snapshots.save(lane.group, items, {tp: lane.marks.get(tp.partition) for tp, _, _ in items})
             lane.stats.snapshots += len(items)
             lane.stats.snapshot_bytes = sum(len(raw) for _, _, raw in items)
+        if items:
+            await consumer.commit({tp: part.offset for tp, part, _ in items})
         lane.dirty.clear()
+
+    def _judge(self, lane: Lane, tp: TopicPartition, part: PartitionState, records: Sequence[Record]) -> int:
+        """Run a batch of one partition through the rules; poison records are set aside. Returns records judged."""
+        proc = lane.processor
+        n = 0
+        for rec in records:
+            if rec.offset < part.offset:
+                continue  # redelivered after a rebalance: already in the state
+            try:
+                proc.process(part, decode_reading(rec.value), lane.out)
+            except Exception as exc:  # a record that cannot be decoded or applied: never a crash loop
+                lane.poison.append((rec, f"{type(exc).__name__}: {exc}"))
+                log.error("%s: record %d of partition %d refused: %s", lane.topic, rec.offset, tp.partition, exc)
+            part.offset = rec.offset + 1
+            lane.marks[tp.partition] = self.bus.mark(rec)
+            n += 1
+        return n
+
+    async def _drain_poison(self, lane: Lane, stop: asyncio.Event) -> None:
+        if not lane.poison or self.db is None:
+            lane.stats.poison += len(lane.poison)
+            lane.poison.clear()
+            return
+        db, items = self.db, list(lane.poison)
+
+        async def write() -> None:
+            async with db.connection() as conn:
+                await insert_bus_dead_letters(conn, lane.group, items)
+
+        await until_done(f"{lane.topic}: recording {len(items)} refused records", write, stop=stop)
+        lane.stats.poison += len(items)
+        lane.poison.clear()
+
+    async def _step(self, lane: Lane, consumer: Consumer, stop: asyncio.Event) -> None:
+        """One round of a lane: read, judge, emit detections, advance idle clocks, snapshot when due."""
+        batches = await consumer.getmany(timeout_ms=250, max_records=self.max_records)
+        try:
+            moved = await self._assign(lane, consumer)
+        except Exception:
+            for tp, records in batches.items():  # not judged: read them again next round
+                with contextlib.suppress(KeyError):
+                    consumer.seek(tp, records[0].offset)
+            raise
+        wall = time.time()
+        for tp, records in batches.items():
+            part = lane.parts.get(tp.partition)
+            if part is None or tp.partition in moved:
+                continue  # revoked, or just moved to its snapshot: read again from there
+            if part.offset >= 0 and records[0].offset > part.offset:
+                # The consumer's position jumped past what the state has seen (a rebalance put it back to
+                # the committed offset after a restore): go back, read them again.
+                consumer.seek(tp, part.offset)
+                continue
+            lane.stats.evaluated += self._judge(lane, tp, part, records)
+            lane.last_record_wall[tp.partition] = wall
+            lane.dirty.add(tp.partition)
+        wall_ms = int(wall * 1000)
+        proc = lane.processor
+        for p, part in lane.parts.items():
+            idle_ms = int((wall - lane.last_record_wall.get(p, wall)) * 1000)
+            target = proc.idle_clock(part, wall_ms, idle_ms)
+            if target is not None:
+                before = len(lane.out)
+                proc.advance(part, target, lane.out)
+                if len(lane.out) > before:
+                    lane.dirty.add(p)
+        await self._drain_poison(lane, stop)
+        if lane.out:
+            out = lane.out
+            items = [(d.subject_id.encode(), encode_detection(d)) for d in out]
+            await until_done(
+                f"{lane.topic}: sending {len(out)} detections",
+                lambda: self.bus.send_many(TOPIC_DETECTIONS, items),
+                stop=stop,
+            )
+            lane.stats.detections += len(out)
+            lane.out = []
+        if self.snapshots is None and lane.dirty:  # no database: the group's commit is all there is
+            await consumer.commit(
+                {TopicPartition(lane.topic, p): lane.parts[p].offset for p in lane.dirty if lane.parts[p].offset >= 0}
+            )
+            lane.dirty.clear()
+        if time.monotonic() - lane.last_snapshot >= self.snapshot_interval_s:
+            try:
+                await self._snapshot(lane, consumer)
+            except Exception as exc:
+                log.warning("%s: snapshot failed, kept for the next round: %s", lane.topic, exc)
+            lane.last_snapshot = time.monotonic()
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         consumer = self.bus.consumer(lane.group, [lane.topic])
-        await consumer.start()
-        last_snapshot = time.monotonic()
+        await until_done(f"{lane.topic}: joining group {lane.group}", consumer.start, stop=stop)
+        lane.last_snapshot = time.monotonic()
+        backoff = Backoff()
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=250, max_records=self.max_records)
-                restored = await self._assign(lane, consumer)
-                out: list[Detection] = []
-                offsets: dict[TopicPartition, int] = {}
-                wall = time.time()
-                proc = lane.processor
-                for tp, records in batches.items():
-                    part = lane.parts.get(tp.partition)
-                    if part is None or tp.partition in restored:
-                        continue  # revoked, or just rewound to its snapshot: read again from there
-                    if part.offset >= 0 and records[0].offset > part.offset:
-                        # The consumer's position jumped past what the state has seen (a rebalance put it
-                        # back to the committed offset after a restore): go back, read them again.
-                        consumer.seek(tp, part.offset)
-                        continue
-                    n = 0
-                    for rec in records:
-                        if rec.offset < part.offset:
-                            continue  # redelivered after a rebalance: already in the state
-                        proc.process(part, decode_reading(rec.value), out)
-                        part.offset = rec.offset + 1
-                        n += 1
-                    lane.stats.evaluated += n
-                    lane.last_record_wall[tp.partition] = wall
-                    lane.dirty.add(tp.partition)
-                    offsets[tp] = part.offset
-                wall_ms = int(wall * 1000)
-                for p, part in lane.parts.items():
-                    idle_ms = int((wall - lane.last_record_wall.get(p, wall)) * 1000)
-                    target = proc.idle_clock(part, wall_ms, idle_ms)
-                    if target is not None:
-                        before = len(out)
-                        proc.advance(part, target, out)
-                        if len(out) > before:
-                            lane.dirty.add(p)
-                if out:
-                    await self.bus.send_many(
-                        TOPIC_DETECTIONS, [(d.subject_id.encode(), encode_detection(d)) for d in out]
-                    )
-                    lane.stats.detections += len(out)
-                if offsets:
-                    await consumer.commit(offsets)
-                if time.monotonic() - last_snapshot >= self.snapshot_interval_s:
-                    await self._snapshot(lane)
-                    last_snapshot = time.monotonic()
-            await self._snapshot(lane)  # a clean stop leaves nothing to replay
+                try:
+                    await self._step(lane, consumer, stop)
+                    backoff.succeeded()
+                except Stopped:
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # an outage (database, bus): wait and go on with the same state
+                    lane.stats.outages += 1
+                    log.warning("%s lane: %s (again in %.1f s)", lane.topic, exc, backoff.delay)
+                    await backoff.wait(stop)
+            if not lane.out:  # detections not yet on the bus: leave the offsets where they are, to replay them
+                with contextlib.suppress(Exception):
+                    await self._snapshot(lane, consumer)  # a clean stop leaves nothing to replay
         finally:
             await consumer.stop()
 

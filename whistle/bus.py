@@ -6,18 +6,36 @@ consumers join a group, the group's partitions are spread over its members, and 
 member commits the offset of the next record it wants. A restarted member resumes from the
 committed offset, so whatever it had not committed is delivered again (at-least-once).
 
-`MemoryBus` keeps all of this in one process: it is the embedded default. Its logs and
-committed offsets live as long as the process does.
+Backends: `MemoryBus` keeps all of this in one process (its logs and committed offsets live as long
+as the process does; it suits tests and a single process that may forget what it had not judged);
+`whistle.bus_pg.PgLogBus` keeps the log in PostgreSQL, durable and shared by the processes of one
+machine, and can append inside the writer's own transaction (the embedded default);
+`whistle.bus_kafka.KafkaBus` is Kafka, for scale-out.
+
+Identity. An offset means something only in the log it was taken from: a restarted `MemoryBus` is a
+new, empty log, a Kafka topic can be recreated, retention trims the start of any log. `bounds(tp)`
+gives a partition's first and next offsets and `fingerprint(tp, offset)` a digest of the record at an
+offset (its key, value and append time), so a consumer that kept an offset (the rule engine's
+snapshots) can tell whether the log is still the one it indexed.
+
+Control records. `broadcast(topic, value)` appends one record to every partition of a topic (the
+collectors' watermarks, registry changes): consumers tell them from data by their first byte
+(`whistle.serde`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
 
 from whistle.timeutil import now_ms
 
@@ -76,7 +94,43 @@ class Bus(Protocol):
         """Append (key, value) records; returns when the bus holds them durably (for its kind)."""
         ...
 
+    async def broadcast(self, topic: str, value: bytes) -> None:
+        """Append one record with an empty key to every partition of `topic`."""
+        ...
+
+    async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """(the first offset still held, the offset the next record will get)."""
+        ...
+
+    async def fingerprint(self, tp: TopicPartition, offset: int) -> str | None:
+        """`mark` of the record at `offset` (None if the log does not hold it)."""
+        ...
+
+    def mark(self, record: Record) -> str:
+        """A digest of a record read from this bus: the same record in the same log gives the same mark."""
+        ...
+
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
+
+
+@runtime_checkable
+class TransactionalBus(Bus, Protocol):
+    """A bus whose log is in the writer's database: records appended inside the writer's transaction are on
+    the bus exactly when (and only if) that transaction commits (`whistle.bus_pg.PgLogBus`)."""
+
+    async def append(self, conn: AsyncConnection[TupleRow], topic: str, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Append inside `conn`'s open transaction; returns how many records."""
+        ...
+
+
+def record_digest(topic: str, partition: int, offset: int, timestamp: int, key: bytes, value: bytes) -> str:
+    """The fingerprint of one record: the same record in the same log gives the same digest."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{topic}|{partition}|{offset}|{timestamp}|".encode())
+    h.update(len(key).to_bytes(4, "big"))
+    h.update(key)
+    h.update(value)
+    return h.hexdigest()
 
 
 def murmur2(data: bytes) -> int:
@@ -125,15 +179,50 @@ class _Group:
         self.committed: dict[TopicPartition, int] = {}
 
 
-class MemoryBus:
-    """The in-process bus: partitioned append-only logs, consumer groups, committed offsets."""
+class _Log:
+    """One partition's records from `start` on (earlier ones were trimmed)."""
 
-    def __init__(self, partitions: int = 8) -> None:
+    __slots__ = ("records", "start")
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.records: list[Record] = []
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.records)
+
+    def read(self, pos: int, n: int) -> list[Record]:
+        i = max(0, pos - self.start)
+        return self.records[i : i + n]
+
+    def trim(self, below: int) -> int:
+        """Forget records below offset `below`; returns how many went."""
+        k = min(max(0, below - self.start), len(self.records))
+        if k:
+            del self.records[:k]
+            self.start += k
+        return k
+
+
+class MemoryBus:
+    """The in-process bus: partitioned append-only logs, consumer groups, committed offsets.
+
+    Records every group subscribed to a topic has committed are trimmed (in steps of `trim_every`), so
+    memory stays bounded by the consumers' lag, not by everything ever sent. A group that subscribes
+    later starts at the first record still held.
+    """
+
+    def __init__(self, partitions: int = 8, *, trim_every: int = 1024) -> None:
         self._partitions = partitions
-        self._logs: dict[str, list[list[Record]]] = {}
+        self._logs: dict[str, list[_Log]] = {}
         self._groups: dict[str, _Group] = {}
+        self._subscribers: dict[str, set[str]] = {}  # topic -> groups that ever subscribed to it
         self._appended = asyncio.Event()
         self._running = False
+        self._epoch = uuid.uuid4().hex  # a new bus is a new log: its offsets mean nothing in another
+        self.trim_every = trim_every
+        self.trimmed = 0
 
     async def start(self) -> None:
         self._running = True
@@ -149,31 +238,55 @@ class MemoryBus:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def partitions(self, topic: str) -> list[list[Record]]:
-        """The topic's partition logs, created on first use."""
+    def _logs_of(self, topic: str) -> list[_Log]:
         logs = self._logs.get(topic)
         if logs is None:
-            logs = self._logs[topic] = [[] for _ in range(self._partitions)]
+            logs = self._logs[topic] = [_Log() for _ in range(self._partitions)]
         return logs
+
+    def partitions(self, topic: str) -> list[list[Record]]:
+        """The records each partition of the topic still holds (created on first use)."""
+        return [log.records for log in self._logs_of(topic)]
 
     async def send_many(self, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         if not self._running:
             raise RuntimeError("bus is not running")
-        logs = self.partitions(topic)
+        logs = self._logs_of(topic)
         ts = now_ms()
         count = len(logs)
         for key, value in items:
             p = partition_for(key, count)
             log = logs[p]
-            log.append(Record(topic, p, len(log), key, value, ts))
+            log.records.append(Record(topic, p, log.end, key, value, ts))
         self._wake()
+
+    async def broadcast(self, topic: str, value: bytes) -> None:
+        if not self._running:
+            raise RuntimeError("bus is not running")
+        ts = now_ms()
+        for p, log in enumerate(self._logs_of(topic)):
+            log.records.append(Record(topic, p, log.end, b"", value, ts))
+        self._wake()
+
+    async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        log = self._logs_of(tp.topic)[tp.partition]
+        return log.start, log.end
+
+    async def fingerprint(self, tp: TopicPartition, offset: int) -> str | None:
+        log = self._logs_of(tp.topic)[tp.partition]
+        got = log.read(offset, 1) if log.start <= offset < log.end else []
+        return self.mark(got[0]) if got else None
+
+    def mark(self, record: Record) -> str:
+        r = record
+        return record_digest(f"{self._epoch}/{r.topic}", r.partition, r.offset, r.timestamp, r.key, r.value)
 
     def consumer(self, group: str, topics: Sequence[str]) -> MemoryConsumer:
         return MemoryConsumer(self, group, tuple(topics))
 
     def end_offsets(self, topic: str) -> list[int]:
         """The offset the next record of each partition will get."""
-        return [len(log) for log in self.partitions(topic)]
+        return [log.end for log in self._logs_of(topic)]
 
     def committed(self, group: str, tp: TopicPartition) -> int | None:
         g = self._groups.get(group)
@@ -184,6 +297,8 @@ class MemoryBus:
     def _join(self, member: MemoryConsumer) -> None:
         g = self._groups.setdefault(member.group, _Group())
         g.members.append(member)
+        for topic in member.topics:
+            self._subscribers.setdefault(topic, set()).add(member.group)
         self._rebalance(g)
 
     def _leave(self, member: MemoryConsumer) -> None:
@@ -199,13 +314,27 @@ class MemoryBus:
         topics = sorted({t for m in g.members for t in m.topics})
         for topic in topics:
             members = [m for m in g.members if topic in m.topics]
+            logs = self._logs_of(topic)
             for p, member in zip(range(self._partitions), itertools.cycle(members), strict=False):
                 tp = TopicPartition(topic, p)
-                member._assign(tp, g.committed.get(tp, 0))
+                member._assign(tp, max(g.committed.get(tp, 0), logs[p].start))
 
     def _commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         g = self._groups.setdefault(group, _Group())
         g.committed.update(offsets)
+        for topic in {tp.topic for tp in offsets}:
+            self._trim(topic)
+
+    def _trim(self, topic: str) -> None:
+        """Drop what every group subscribed to `topic` has committed (once there is enough to drop)."""
+        groups = [self._groups.get(name) for name in self._subscribers.get(topic, ())]
+        if not groups:
+            return
+        for p, log in enumerate(self._logs_of(topic)):
+            tp = TopicPartition(topic, p)
+            below = min((g.committed.get(tp, 0) if g is not None else 0) for g in groups)
+            if below - log.start >= self.trim_every:
+                self.trimmed += log.trim(below)
 
     def _wake(self) -> None:
         self._appended.set()
@@ -264,15 +393,16 @@ class MemoryConsumer:
         budget = max_records
         # Topics in subscription order: a consumer that lists the priority topic first drains it first.
         for topic in self.topics:
-            logs = self._bus.partitions(topic)
+            logs = self._bus._logs_of(topic)
             for tp, pos in sorted(self._positions.items()):
                 if tp.topic != topic or budget <= 0:
                     continue
                 log = logs[tp.partition]
-                if pos < len(log):
-                    chunk = log[pos : pos + budget]
+                at = max(pos, log.start)  # what was trimmed is gone: go on from the first record held
+                if at < log.end:
+                    chunk = log.read(at, budget)
                     out[tp] = chunk
-                    self._positions[tp] = pos + len(chunk)
+                    self._positions[tp] = at + len(chunk)
                     budget -= len(chunk)
         return out
 
@@ -290,7 +420,7 @@ class MemoryConsumer:
 
 
 def create_bus(kafka_bootstrap: str | None, partitions: int) -> Bus:
-    """The bus the configuration asks for."""
+    """The bus the configuration asks for: Kafka when a bootstrap is given, else the in-process bus."""
     if kafka_bootstrap:
         from whistle.bus_kafka import KafkaBus
 

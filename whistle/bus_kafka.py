@@ -51,7 +51,7 @@ from aiokafka.errors import (
     for_code,
 )
 
-from whistle.bus import Record, TopicPartition, partition_for
+from whistle.bus import Record, TopicPartition, partition_for, record_digest
 from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,21 @@ class KafkaBus:
             if isinstance(result, BaseException):
                 raise result
 
+    async def broadcast(self, topic: str, value: bytes) -> None:
+        """One record with an empty key on every partition of `topic` (acknowledged by the broker)."""
+        producer, _ = self._require()
+        await self.ensure_topics((topic,))
+        ts = now_ms()
+        acks: list[asyncio.Future[Any]] = []
+        for p in sorted(await producer.partitions_for(topic)):
+            batch = producer.create_batch()
+            batch.append(timestamp=ts, key=b"", value=value)
+            batch.close()
+            acks.append(await producer.send_batch(batch, topic, partition=p))
+        for result in await asyncio.gather(*acks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
     # consuming ------------------------------------------------------------------------
 
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
@@ -219,6 +234,11 @@ class KafkaBus:
         producer, _ = self._require()
         await self.ensure_topics((topic,))
         partitions = sorted(await producer.partitions_for(topic))
+        reader = await self._reader()
+        ends = await reader.end_offsets([KafkaTopicPartition(topic, p) for p in partitions])
+        return [int(ends[KafkaTopicPartition(topic, p)]) for p in partitions]
+
+    async def _reader(self) -> Any:
         if self._offsets_reader is None:
             reader = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
@@ -233,8 +253,49 @@ class KafkaBus:
                 await reader.stop()
                 raise
             self._offsets_reader = reader
-        ends = await self._offsets_reader.end_offsets([KafkaTopicPartition(topic, p) for p in partitions])
-        return [int(ends[KafkaTopicPartition(topic, p)]) for p in partitions]
+        return self._offsets_reader
+
+    async def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """(the log start offset, the end offset) of a partition, as the broker has them now."""
+        self._require()
+        await self.ensure_topics((tp.topic,))
+        reader = await self._reader()
+        ktp = KafkaTopicPartition(tp.topic, tp.partition)
+        start = (await reader.beginning_offsets([ktp]))[ktp]
+        end = (await reader.end_offsets([ktp]))[ktp]
+        return int(start), int(end)
+
+    async def fingerprint(self, tp: TopicPartition, offset: int) -> str | None:
+        """A digest of the record at `offset`, read with a short-lived assigned consumer; None if not held."""
+        start, end = await self.bounds(tp)
+        if not start <= offset < end:
+            return None
+        ktp = KafkaTopicPartition(tp.topic, tp.partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-fingerprint",
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=self.request_timeout_ms,
+        )
+        await consumer.start()
+        try:
+            consumer.assign([ktp])
+            consumer.seek(ktp, offset)
+            async with asyncio.timeout(self.request_timeout_ms / 1000):
+                while True:
+                    got = await consumer.getmany(ktp, timeout_ms=1000, max_records=1)
+                    for rec in got.get(ktp, ()):
+                        if rec.offset == offset:
+                            return self.mark(_record(rec))
+                        if rec.offset > offset:
+                            return None  # compacted or a transaction marker: nothing at that offset
+        finally:
+            await consumer.stop()
+
+    def mark(self, record: Record) -> str:
+        r = record
+        return record_digest(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
 
     async def committed_async(self, group: str, tp: TopicPartition) -> int | None:
         """The group's committed offset of a partition, None if it has none (asks the broker)."""

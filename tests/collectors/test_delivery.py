@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ import pytest
 from simulators.district import generate
 from simulators.live import Publisher
 from tests.collectors.support import CollectorProcess, start_collector, stop_collector
-from tests.conftest import MosquittoBroker
+from tests.conftest import MosquittoBroker, pg_state_dir
 from tests.helpers import wait_for
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, MemoryBus
 from whistle.mqtt import MqttEndpoint
@@ -184,10 +183,14 @@ async def test_a_fire_during_a_large_backfill_is_handed_on_without_waiting_for_i
 
 
 async def test_nothing_accepted_is_lost_across_a_database_outage(
-    mosquitto: MosquittoBroker, tmp_path: Path, publisher: Publisher
+    mosquitto: MosquittoBroker, publisher: Publisher
 ) -> None:
     """The collector keeps the messages unacknowledged while PostgreSQL is down and stores them all after."""
-    pg = EmbeddedPostgres(tmp_path / "outage", database="outage")
+    with pg_state_dir("outage") as state:
+        await _outage(mosquitto, publisher, EmbeddedPostgres(state, database="outage"))
+
+
+async def _outage(mosquitto: MosquittoBroker, publisher: Publisher, pg: EmbeddedPostgres) -> None:
     url = await asyncio.to_thread(pg.start)
     db = Database(url, max_size=2)
     await db.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections import Counter
@@ -12,6 +13,7 @@ from datetime import timedelta
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
+from whistle.bus import Record
 from whistle.domain import Channel, DeadLetter, Reading
 from whistle.timeutil import from_datetime, to_datetime
 
@@ -39,6 +41,15 @@ def _text(value: str | None) -> bytes:
     return _LEN.pack(len(raw)) + raw
 
 
+def stored_seq(r: Reading) -> int:
+    """The `seq` column of a reading: its own `seq`, or for a reading sent without one a content key below
+    zero (a 63-bit digest of its values), so a seq-less message delivered twice is stored once too."""
+    if r.seq is not None:
+        return r.seq
+    digest = hashlib.blake2b(_dumps(dict(sorted(r.values.items()))).encode(), digest_size=8).digest()
+    return -(int.from_bytes(digest, "big") >> 1) - 1
+
+
 def _binary_row(r: Reading) -> bytes:
     payload = b"\x01" + _dumps(r.values).encode()
     return b"".join(
@@ -47,7 +58,7 @@ def _binary_row(r: Reading) -> bytes:
             _text(r.device_id),
             _text(r.device_type.value),
             _text(r.channel.value),
-            _NULL if r.seq is None else _TS.pack(8, r.seq),
+            _TS.pack(8, stored_seq(r)),
             _TS.pack(8, (r.received_at - _PG_EPOCH_MS) * 1000),
             _text(r.household_id),
             _text(r.building_id),
@@ -205,7 +216,7 @@ async def insert_readings_dedup(conn: AsyncConnection[TupleRow], readings: Seque
         inserted = Counter((d, from_datetime(ts), c, q) for d, ts, c, q in await cur.fetchall())
     flags: list[bool] = []
     for r in readings:
-        key = (r.device_id, r.ts, r.channel.value, r.seq)
+        key = (r.device_id, r.ts, r.channel.value, stored_seq(r))
         if inserted[key] > 0:
             inserted[key] -= 1
             flags.append(True)
@@ -249,3 +260,17 @@ async def drop_reading_partitions(conn: AsyncConnection[TupleRow], *, now_ms: in
     cur = await conn.execute("SELECT whistle_drop_reading_partitions(%s)", (before,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def insert_bus_dead_letters(
+    conn: AsyncConnection[TupleRow], consumer: str, items: Sequence[tuple[Record, str]]
+) -> None:
+    """Keep bus records a consumer could not decode or apply (poison), with where they were and why."""
+    if not items:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            'INSERT INTO bus_dead_letters (consumer, topic, partition, "offset", error, key, value)'
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(consumer, r.topic, r.partition, r.offset, error[:2000], r.key, r.value) for r, error in items],
+        )
