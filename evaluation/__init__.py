@@ -1,0 +1,1 @@
+"""Evaluation tooling that is not part of the product (behaviour sources, scorers' inputs)."""
