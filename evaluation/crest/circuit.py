@@ -55,6 +55,18 @@ class CircuitPlan:
     cc_w: float
     float_w: float
 
+    def loads(self) -> list[str]:
+        """Names of the loads on the circuit besides a charger."""
+        named = (
+            ("fridge", self.fridge is not None),
+            ("tv", self.tv),
+            (self.computer or "computer", self.computer is not None),
+            ("kettle", self.kettle),
+            ("rice_cooker", self.rice),
+            ("heater", self.heater),
+        )
+        return [name for name, on in named if on]
+
     def members(self) -> list[tuple[int, int]]:
         """The CREST (unit, appliance) pairs whose minutes this circuit takes over from the meter."""
         out: list[tuple[int, int]] = []
@@ -343,6 +355,7 @@ def render(
                             "float_w": round(c.float_w, 2),
                             "start_kind": kind,
                             "sharing_circuit_with": sharing,
+                            "circuit_loads": c.loads(),
                         },
                     )
                 )

@@ -386,7 +386,7 @@ def _elder_calendar(rng: np.random.Generator, p: Params, days: int, plan: ElderP
                 plan.incident = Incident(start, found, round(lamp, 1), flush)
                 if rng.random() < p.hospital_p:
                     h_end = found + int(_u(rng, p.hospital_days) * MIN_PER_DAY)
-                    ds = found - found % 60 + 60
+                    ds = found - found % 60  # the family declares the stay from the hour it began
                     plan.trips.append(Trip(found, h_end, True, ds, h_end + (60 - h_end % 60) % 60, "hospital"))
                     hold = (start - MIN_PER_DAY, h_end + MIN_PER_DAY)
                 else:
