@@ -176,7 +176,7 @@ class CircuitRun:
 
 
 def render(
-    rng: np.random.Generator,
+    seed: np.random.SeedSequence,
     plans: list[CircuitPlan],
     member_power: np.ndarray,
     member_cols: dict[tuple[int, int], int],
@@ -195,7 +195,8 @@ def render(
     meals_by_unit: dict[int, list[tuple[int, int]]] = {}
     for unit, first, last in meal_list:
         meals_by_unit.setdefault(unit, []).append((first, last))
-    for ci, c in enumerate(plans):
+    for ci, (c, child) in enumerate(zip(plans, seed.spawn(len(plans)), strict=True)):
+        rng = np.random.default_rng(child)  # one stream per circuit: one flat's draws never shift another's
         occ_u = occ[c.unit]
         total = np.full(n_min, c.base_w)
         tv_on = np.zeros(n_min, dtype=bool)

@@ -325,14 +325,16 @@ def run_appliances(
     p_start = np.zeros(n_pairs)
     pausing = np.zeros(n_pairs, dtype=bool)
     pres_pair = np.ones(n_pairs)
-    draws = np.zeros((10, n_pairs))
+    draws = np.zeros((3, 10, n_pairs))
     for m in range(n_min):
         s, r = divmod(m, 10)
         if m % MIN_PER_DAY == 0:
             rated = rng.normal(rated_mean, rated_mean / 10.0)
         if r == 0 or m in event_minutes:
             if r == 0:
-                draws = rng.random((10, n_pairs))
+                # every pair draws the same numbers whatever happens (start test, TV length, heater
+                # length), so one unit's behaviour never shifts another's stream
+                draws = rng.random((3, 10, n_pairs))
             occ_u = occ[:, s].astype(np.int64)
             dead = (dead_start >= 0) & (m >= dead_start) & (m < dead_end)
             occ_u = np.where(dead, 0, occ_u)
@@ -353,17 +355,18 @@ def run_appliances(
         off = left <= 0
         waiting = off & (delay > 0)
         delay = np.where(waiting, delay - 1.0, delay)
-        start = off & ~waiting & (draws[r] < p_start)
+        start = off & ~waiting & (draws[0, r] < p_start)
         running = ~off & ~pausing
         if start.any():
             idx = np.nonzero(start)[0]
             length = mean_len[idx].copy()
             tv = is_tv[idx]
             if tv.any():
-                length[tv] = np.round(70.0 * (-np.log(1.0 - rng.random(int(tv.sum())))) ** 1.1)
+                length[tv] = np.round(70.0 * (-np.log(1.0 - draws[1, r, idx[tv]])) ** 1.1)
             heat = is_heat[idx]
-            if heat.any():
-                length[heat] = rng.normal(mean_len[idx][heat], mean_len[idx][heat] / 10.0)
+            if heat.any():  # normal(mean, mean / 10) by the Box-Muller transform of two fixed draws
+                z = np.sqrt(-2.0 * np.log(1.0 - draws[1, r, idx[heat]])) * np.cos(2.0 * np.pi * draws[2, r, idx[heat]])
+                length[heat] = mean_len[idx][heat] * (1.0 + z / 10.0)
             left[idx] = length
             delay[idx] = delay0[idx]
             rec = idx[record[idx]]
@@ -421,7 +424,7 @@ def run_lighting(
     weight = np.zeros(n_q)
     occ_q = np.zeros(n_q, dtype=np.int64)
     pres_q = np.zeros(n_q)
-    draws = np.zeros((10, 2, n_q))
+    draws = np.zeros((10, 4, n_q))
     event_minutes = {int(x) for x in dead_start if x >= 0} | {int(x) for x in dead_end if x >= 0}
     for m in range(n_min):
         s, r = divmod(m, 10)
@@ -430,7 +433,7 @@ def run_lighting(
             weight = data.light_calibration * -np.log(rng.random(n_q))
         if r == 0 or m in event_minutes:
             if r == 0:
-                draws = rng.random((10, 2, n_q))
+                draws = rng.random((10, 4, n_q))  # fixed per lamp: one unit never shifts another's stream
             dead = (dead_start >= 0) & (m >= dead_start) & (m < dead_end)
             occ_u = np.where(dead, 0, occ[:, s].astype(np.int64))
             occ_q = occ_u[q_unit]
@@ -442,8 +445,8 @@ def run_lighting(
         remaining = np.where(cont, remaining - 1, 0)
         if switch.any():
             idx = np.nonzero(switch)[0]
-            band = np.minimum((rng.random(len(idx)) * 9).astype(np.int64), 8)
-            dur = low_b[band] + rng.random(len(idx)) * (high_b[band] - low_b[band])
+            band = np.minimum((draws[r, 2, idx] * 9).astype(np.int64), 8)
+            dur = low_b[band] + draws[r, 3, idx] * (high_b[band] - low_b[band])
             remaining[idx] = np.maximum(dur.astype(np.int64), 1) - 1
         lit = cont | switch
         acc += lit * rating * pres_q

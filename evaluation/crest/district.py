@@ -69,7 +69,7 @@ class Incident:
     start: int
     end: int  # found (may lie past the run's end: then the truth's end is null)
     lamp_w: float
-    night_flush: bool
+    night_flush: int  # minutes before the start of a night-time toilet visit (0: none)
 
 
 @dataclass
@@ -353,7 +353,10 @@ def _windows_free(windows: list[tuple[int, int]], start: int, end: int) -> bool:
     return all(end <= a or start >= b for a, b in windows)
 
 
-def _elder_calendar(rng: np.random.Generator, p: Params, days: int, plan: ElderPlan, incident_wanted: bool) -> None:
+def _elder_calendar(
+    rng: np.random.Generator, inc_rng: np.random.Generator, p: Params, days: int, plan: ElderPlan, incident_wanted: bool
+) -> None:
+    """Trips, at most one incident (drawn from `inc_rng`, so the rest does not depend on the rate) and daily habits."""
     n_min = days * MIN_PER_DAY
     # trips away: a Poisson process by day, 1-5 nights each
     blocked: list[tuple[int, int]] = []
@@ -368,24 +371,24 @@ def _elder_calendar(rng: np.random.Generator, p: Params, days: int, plan: ElderP
             ds -= ds % 60
             de = end + int(_u(rng, p.declared_pad_after_h) * 60)
             de += (60 - de % 60) % 60
-            plan.trips.append(Trip(start, min(end, n_min + 5 * MIN_PER_DAY), declared, ds, de))
+            plan.trips.append(Trip(start, end, declared, ds, de))
             blocked.append((start - MIN_PER_DAY, end + MIN_PER_DAY))
             d += nights + 2
         else:
             d += 1
-    if incident_wanted:
-        warm = min(p.incident_warmup_days, max(days - 2, 1))
+    warm = min(p.incident_warmup_days, max(days - 2, 1))
+    if incident_wanted and n_min - 60 > warm * MIN_PER_DAY:
         for _ in range(200):
-            start = int(rng.integers(warm * MIN_PER_DAY, n_min - 60))
-            found = start + int(_u(rng, p.incident_found_h) * 60)
+            start = int(inc_rng.integers(warm * MIN_PER_DAY, n_min - 60))
+            found = start + int(_u(inc_rng, p.incident_found_h) * 60)
             if _windows_free(blocked, start, found):
-                lamp = _u(rng, p.incident_lamp_w) if rng.random() < p.incident_lamp_p else 0.0
+                lamp = _u(inc_rng, p.incident_lamp_w) if inc_rng.random() < p.incident_lamp_p else 0.0
                 local = start % MIN_PER_DAY
                 night = local < 360 or local >= 1380
-                flush = night and bool(rng.random() < p.incident_night_flush_p)
+                flush = int(inc_rng.integers(1, 6)) if night and inc_rng.random() < p.incident_night_flush_p else 0
                 plan.incident = Incident(start, found, round(lamp, 1), flush)
-                if rng.random() < p.hospital_p:
-                    h_end = found + int(_u(rng, p.hospital_days) * MIN_PER_DAY)
+                if inc_rng.random() < p.hospital_p and found < n_min:
+                    h_end = found + int(_u(inc_rng, p.hospital_days) * MIN_PER_DAY)
                     ds = found - found % 60  # the family declares the stay from the hour it began
                     plan.trips.append(Trip(found, h_end, True, ds, h_end + (60 - h_end % 60) % 60, "hospital"))
                     hold = (start - MIN_PER_DAY, h_end + MIN_PER_DAY)
@@ -421,6 +424,7 @@ def _elder_calendar(rng: np.random.Generator, p: Params, days: int, plan: ElderP
 
 def build(
     seed_seq: np.random.SeedSequence,
+    incident_seq: np.random.SeedSequence,
     params: Params,
     households: int,
     days: int,
@@ -429,6 +433,7 @@ def build(
 ) -> District:
     """Draw the district's registry and plans."""
     rng = np.random.default_rng(seed_seq)
+    inc_rng = np.random.default_rng(incident_seq)
     p = params
     b = _Builder(rng, p, days, first_day)
     n_min = days * MIN_PER_DAY
@@ -438,8 +443,9 @@ def build(
     elders = [i for i, k in enumerate(kinds) if k == "lone_elder"]
     warm = min(p.incident_warmup_days, max(days - 2, 1))
     mean_inc = p.incident_rate_per_elder_day * incident_scale * len(elders) * max(days - warm, 1)
-    n_inc = min(int(rng.poisson(mean_inc)), len(elders))
-    incident_elders = {elders[int(i)] for i in rng.choice(len(elders), size=n_inc, replace=False)} if n_inc else set()
+    n_inc = min(int(inc_rng.poisson(mean_inc)), len(elders))
+    chosen = inc_rng.choice(len(elders), size=n_inc, replace=False) if n_inc else np.zeros(0, dtype=np.int64)
+    incident_elders = {elders[int(i)] for i in chosen}
 
     # e-bike sensors on a share of non-elder households, weighted toward group rentals
     weights = np.array(
@@ -470,7 +476,7 @@ def build(
                 nocturia=p.night_toilet_elder * float(rng.uniform(0.3, 1.7)),
                 nap_habit_min=_u(rng, p.nap_habit_min),
             )
-            _elder_calendar(rng, p, days, elder, i in incident_elders)
+            _elder_calendar(rng, inc_rng, p, days, elder, i in incident_elders)
             lvl = level * p.elder_power_factor * (p.flat_meter_power_factor if flat else 1.0)
             units.append(
                 b.unit(

@@ -32,6 +32,8 @@ STAGES = (
     "circuits",
     "extras",
     "uploads",
+    "incidents",
+    "flows",
 )
 
 
@@ -73,7 +75,7 @@ def run(households: int, days: int, seed: int, first_day: dt.date, incident_scal
     p = params
     streams = dict(zip(STAGES, np.random.SeedSequence(seed).spawn(len(STAGES)), strict=True))
     rngs = {k: np.random.default_rng(v) for k, v in streams.items()}
-    dist = district.build(streams["district"], p, households, days, first_day, incident_scale)
+    dist = district.build(streams["district"], streams["incidents"], p, households, days, first_day, incident_scale)
     clock = Clock(first_day)
     n_min = days * MIN_PER_DAY
     n_slots = days * crest.SLOTS_PER_DAY
@@ -146,17 +148,16 @@ def run(households: int, days: int, seed: int, first_day: dt.date, incident_scal
     cold_w = np.bincount(unit_h, weights=app.cold_w, minlength=n_h)
 
     # water from behaviour; the masks of incidents, trips and quiet afternoons come after
-    litres = water.household_water(rngs["water"], dist, occ, away, present, app.starts, day_types, offsets, p)
+    litres = water.household_water(streams["water"], dist, occ, away, present, app.starts, day_types, offsets, p)
     meal_list = water.meals(app.starts, p)
-    circ = circuit.render(rngs["circuits"], plans, app.member_power, member_cols, occ, meal_list, month_of_day, p)
+    circ = circuit.render(streams["circuits"], plans, app.member_power, member_cols, occ, meal_list, month_of_day, p)
     for ci, c in enumerate(plans):
         power[c.household] += circ.true_w[ci].reshape(-1, BIN).sum(axis=1)
 
     records: list[Record] = list(circ.records)
-    ex = rngs["extras"]
-    _shops(ex, dist, litres, power, p, records)
-    _elders(ex, dist, clock, litres, power, standby_w, cold_w, p, records, n_min)
-    _flows(ex, dist, litres, p, records, n_min, incident_scale)
+    _shops(streams["extras"], dist, litres, power, p, records)
+    _elders(dist, clock, litres, power, standby_w, cold_w, records, n_min)
+    _flows(rngs["flows"], dist, litres, p, records, n_min, incident_scale)
     _households(dist, p, records, n_min)
     records.sort(key=lambda r: (r.start, r.kind, r.subject_ids))
     args = {
@@ -172,13 +173,19 @@ def run(households: int, days: int, seed: int, first_day: dt.date, incident_scal
 
 
 def _shops(
-    rng: np.random.Generator, dist: District, litres: np.ndarray, power: np.ndarray, p: Params, records: list[Record]
+    seed: np.random.SeedSequence,
+    dist: District,
+    litres: np.ndarray,
+    power: np.ndarray,
+    p: Params,
+    records: list[Record],
 ) -> None:
     n_min = litres.shape[1]
-    for hh in dist.households:
+    for hh, child in zip(dist.households, seed.spawn(len(dist.households)), strict=True):
         s = hh.shop
         if s is None:
             continue
+        rng = np.random.default_rng(child)
         load = np.zeros(n_min)
         for d in range(n_min // MIN_PER_DAY):
             if s.closed_weekday is not None and (dist.first_day + dt.timedelta(days=d)).weekday() == s.closed_weekday:
@@ -214,14 +221,12 @@ def _shops(
 
 
 def _elders(
-    rng: np.random.Generator,
     dist: District,
     clock: Clock,
     litres: np.ndarray,
     power: np.ndarray,
     standby_w: np.ndarray,
     cold_w: np.ndarray,
-    p: Params,
     records: list[Record],
     n_min: int,
 ) -> None:
@@ -274,8 +279,7 @@ def _elders(
         if inc is None:
             continue
         if inc.night_flush:
-            at = max(0, inc.start - int(rng.integers(1, 6)))
-            litres[hh.index, at] += hh.cistern_l
+            litres[hh.index, max(0, inc.start - inc.night_flush)] += hh.cistern_l
         litres[hh.index, inc.start : min(inc.end, n_min)] = 0.0
         end = min(inc.end, n_min)
         if inc.lamp_w > 0:
@@ -296,7 +300,7 @@ def _elders(
                     "lamp_w": inc.lamp_w,
                     "standby_w": round(float(standby_w[hh.index]), 1),
                     "cold_appliances_max_w": round(float(cold_w[hh.index]), 1),
-                    "night_toilet_before": inc.night_flush,
+                    "night_toilet_before": inc.night_flush > 0,
                     "local_start": f"{inc.start % MIN_PER_DAY // 60:02d}:{inc.start % 60:02d}",
                     "water_meter": hh.water_id,
                     "power_meter": hh.power_id,

@@ -161,7 +161,7 @@ class Params:
     rice_warm_w: Range = (30.0, 80.0)  # DOMAIN l.72
     rice_warm_min: Range = (20.0, 120.0)  # assumed
     heater_w: Range = (800.0, 2200.0)  # DOMAIN l.72
-    heater_day_p: float = 0.45  # assumed, times CREST's monthly temperature modifier (capped at 0.9)
+    heater_day_p: float = 0.3  # assumed, times CREST's monthly temperature modifier (capped at 0.9)
     heater_min: Range = (120.0, 420.0)  # assumed (DOMAIN: "for hours")
     heater_cycling_p: float = 0.6  # assumed: thermostat-cycling rather than flat
     heater_on_min: Range = (5.0, 20.0)  # assumed

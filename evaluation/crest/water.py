@@ -111,7 +111,7 @@ def _night_rate(elder: ElderPlan | None, size: int, p: Params) -> float:
 
 
 def household_water(
-    rng: np.random.Generator,
+    seed: np.random.SeedSequence,
     district: District,
     occ: np.ndarray,
     away: np.ndarray,
@@ -121,119 +121,129 @@ def household_water(
     offsets: np.ndarray,
     params: Params,
 ) -> np.ndarray:
-    """Litres per minute (households, minutes) of everything people do; no masks applied yet."""
-    p = params
+    """Litres per minute (households, minutes) of everything people do; no masks applied yet.
+
+    Each household draws from its own stream (spawned from `seed` in household order), so what one
+    flat does never shifts another's draws: a run with more incidents leaves the other flats alone.
+    """
     hhs = district.households
-    units = district.units
-    n_h = len(hhs)
+    n_min = occ.shape[1] * 10
+    ev = _Events()
+    order = np.argsort(starts[:, 0], kind="stable")
+    by_unit = np.split(starts[order], np.searchsorted(starts[order, 0], np.arange(1, len(district.units))))
+    for hh, child in zip(hhs, seed.spawn(len(hhs)), strict=True):
+        rng = np.random.default_rng(child)
+        members = np.array(hh.units, dtype=np.int64)
+        _household(
+            rng,
+            district,
+            hh.index,
+            members,
+            occ,
+            away,
+            present,
+            np.concatenate([by_unit[u] for u in members]),
+            day_types,
+            offsets,
+            params,
+            ev,
+        )
+    return ev.render(len(hhs), n_min)
+
+
+def _household(
+    rng: np.random.Generator,
+    district: District,
+    h: int,
+    members: np.ndarray,
+    occ_all: np.ndarray,
+    away_all: np.ndarray,
+    present_all: np.ndarray,
+    starts: np.ndarray,
+    day_types: np.ndarray,
+    offsets: np.ndarray,
+    p: Params,
+    ev: _Events,
+) -> None:
+    hh = district.households[h]
+    units = [district.units[u] for u in members]
+    occ = occ_all[members]
+    away = away_all[members]
+    present = present_all[members]
     n_units, n_slots = occ.shape
     n_min = n_slots * 10
     days = n_slots // crest.SLOTS_PER_DAY
-    unit_h = np.array([u.household for u in units], dtype=np.int64)
     size = np.array([u.size for u in units], dtype=np.int64)
-    wf = np.array([h.water_factor for h in hhs])
-    cistern = np.array([h.cistern_l for h in hhs])
-    lpm = np.array([h.shower_lpm for h in hhs])
-    ev = _Events()
+    wf = hh.water_factor
 
-    # toilets and hand-washing while active
-    lam = occ.astype(float) * p.toilet_per_active_hour / 6.0
-    n = rng.poisson(lam)
-    u, s = np.nonzero(n)
-    u, s = np.repeat(u, n[u, s]), np.repeat(s, n[u, s])
-    minute = s * 10 + rng.integers(0, 10, len(u))
-    h = unit_h[u]
-    ev.add(h, minute, np.ones(len(h)), cistern[h] + rng.uniform(-0.3, 0.3, len(h)))
-    wash = rng.random(len(h)) < p.handwash_after_toilet
-    ev.add(h[wash], minute[wash] + 1, np.ones(int(wash.sum())), rng.uniform(*p.handwash_litres, int(wash.sum())))
-    n = rng.poisson(occ.astype(float) * p.handwash_per_active_hour / 6.0)
-    u, s = np.nonzero(n)
-    u, s = np.repeat(u, n[u, s]), np.repeat(s, n[u, s])
-    ev.add(unit_h[u], s * 10 + rng.integers(0, 10, len(u)), np.ones(len(u)), rng.uniform(*p.handwash_litres, len(u)))
+    def add(minute: np.ndarray, dur: np.ndarray | int, litres: np.ndarray) -> None:
+        minute = np.asarray(minute, dtype=np.int64)
+        ev.add(np.full(len(minute), h), minute, np.broadcast_to(np.asarray(dur), minute.shape), litres)
 
-    # short taps (a glass of water, rinsing a cup or a cloth) while active
-    n = rng.poisson(occ.astype(float) * p.tap_per_active_hour / 6.0)
-    u, s = np.nonzero(n)
-    u, s = np.repeat(u, n[u, s]), np.repeat(s, n[u, s])
-    ev.add(unit_h[u], s * 10 + rng.integers(0, 10, len(u)), np.ones(len(u)), rng.uniform(*p.tap_litres, len(u)))
+    def poisson_minutes(rate_per_active_hour: float) -> np.ndarray:
+        n = rng.poisson(occ.astype(float) * rate_per_active_hour / 6.0)
+        u, s = np.nonzero(n)
+        s = np.repeat(s, n[u, s])
+        return np.asarray(s * 10 + rng.integers(0, 10, len(s)), dtype=np.int64)
+
+    # toilets (with hand-washing after most), further hand-washing and short taps while active
+    minute = poisson_minutes(p.toilet_per_active_hour)
+    add(minute, 1, hh.cistern_l + rng.uniform(-0.3, 0.3, len(minute)))
+    wash = minute[rng.random(len(minute)) < p.handwash_after_toilet] + 1
+    add(wash, 1, rng.uniform(*p.handwash_litres, len(wash)))
+    minute = poisson_minutes(p.handwash_per_active_hour)
+    add(minute, 1, rng.uniform(*p.handwash_litres, len(minute)))
+    minute = poisson_minutes(p.tap_per_active_hour)
+    add(minute, 1, rng.uniform(*p.tap_litres, len(minute)))
 
     # night-time visits of people asleep at home
-    rate = np.array([_night_rate(hhs[x.household].elder, x.size, p) for x in units])
+    rate = np.array([_night_rate(hh.elder if x.elder else None, x.size, p) for x in units])
     counts = rng.poisson(np.repeat(rate[:, None], days, axis=1))
     u, d = np.nonzero(counts)
     u, d = np.repeat(u, counts[u, d]), np.repeat(d, counts[u, d])
     minute = d * MIN_PER_DAY + rng.integers(p.night_window_min[0], p.night_window_min[1], len(u))
     slot = minute // 10
-    home = present[u, slot] & ~away[u, slot] & (occ[u, slot] == 0)
-    u, minute = u[home], minute[home]
-    h = unit_h[u]
-    ev.add(h, minute, np.ones(len(h)), cistern[h] + rng.uniform(-0.3, 0.3, len(h)))
-    wash = rng.random(len(h)) < p.handwash_after_toilet
-    ev.add(h[wash], minute[wash] + 1, np.ones(int(wash.sum())), rng.uniform(*p.handwash_litres, int(wash.sum())))
+    minute = minute[present[u, slot] & ~away[u, slot] & (occ[u, slot] == 0)]
+    add(minute, 1, hh.cistern_l + rng.uniform(-0.3, 0.3, len(minute)))
+    wash = minute[rng.random(len(minute)) < p.handwash_after_toilet] + 1
+    add(wash, 1, rng.uniform(*p.handwash_litres, len(wash)))
 
     # showers, timed by CREST's washing profile
-    w = _activity_weights(occ, day_types, offsets, crest.P_WASHING).reshape(n_units * days, crest.SLOTS_PER_DAY)
-    counts = rng.poisson(np.repeat(size * p.showers_per_person_day, days))
-    row, slot = _sample_slots(rng, w, counts)
-    u = row // days
+    w = _activity_weights(occ, day_types[members], offsets[members], crest.P_WASHING).reshape(n_units * days, -1)
+    row, slot = _sample_slots(rng, w, rng.poisson(np.repeat(size * p.showers_per_person_day, days)))
     minute = (row % days) * MIN_PER_DAY + slot * 10 + rng.integers(0, 10, len(row))
-    h = unit_h[u]
-    dur = rng.uniform(*p.shower_minutes, len(h)) * np.sqrt(wf[h])
-    ev.add(h, minute, np.ceil(dur), dur * lpm[h])
+    dur = rng.uniform(*p.shower_minutes, len(row)) * np.sqrt(wf)
+    add(minute, np.ceil(dur).astype(np.int64), dur * hh.shower_lpm)
 
     # kitchen: preparation before a meal, dishes after it, the kettle filled at each kettle start
-    k_h: list[int] = []
-    k_at: list[int] = []
-    k_dur: list[int] = []
-    k_l: list[float] = []
-    for unit, first, last in meals(starts, p):
-        hh = hhs[units[unit].household]
-        elder = units[unit].elder
+    local = {int(u): k for k, u in enumerate(members)}
+    for unit, first, last in _meals(starts, p.meal_gap_min):
+        k = local[unit]
+        elder = units[k].elder
         if rng.random() < (p.kitchen_prep_p_elder if elder else p.kitchen_prep_p):
-            k_h.append(hh.index)
-            k_at.append(first - int(rng.integers(0, 11)))
-            k_dur.append(int(rng.integers(2, 5)))
-            k_l.append(rng.uniform(*p.kitchen_prep_litres) * hh.water_factor)
+            at = first - int(rng.integers(0, 11))
+            add(np.array([at]), int(rng.integers(2, 5)), np.array([rng.uniform(*p.kitchen_prep_litres) * wf]))
         p_dish = p.dishes_p_elder if elder else (0.2 if hh.has_dishwasher else p.dishes_p)
         if rng.random() < p_dish:
             at = last + int(rng.integers(p.dishes_delay_min[0], p.dishes_delay_min[1] + 1))
-            if at < n_min and occ[unit, at // 10] > 0:
-                k_h.append(hh.index)
-                k_at.append(at)
-                k_dur.append(int(rng.integers(5, 13)))
-                k_l.append(rng.uniform(*p.dishes_litres) * (1.0 + 0.3 * (units[unit].size - 1)) * hh.water_factor)
-    ev.add(np.array(k_h), np.array(k_at), np.array(k_dur), np.array(k_l))
-    kettle = starts[starts[:, 1] == crest.KETTLE]
-    ev.add(
-        unit_h[kettle[:, 0]], kettle[:, 2] - 1, np.ones(len(kettle)), rng.uniform(*p.kettle_fill_litres, len(kettle))
-    )
+            litres = rng.uniform(*p.dishes_litres) * (1.0 + 0.3 * (units[k].size - 1)) * wf
+            if at < n_min and occ[k, at // 10] > 0:
+                add(np.array([at]), int(rng.integers(5, 13)), np.array([litres]))
+    kettle = starts[starts[:, 1] == crest.KETTLE, 2]
+    add(kettle - 1, 1, rng.uniform(*p.kettle_fill_litres, len(kettle)))
 
     # laundry and dishwasher at CREST's cycle phases
-    wm = starts[np.isin(starts[:, 1], (crest.WASHING_MACHINE, crest.WASHER_DRYER))]
-    h = unit_h[wm[:, 0]]
-    ev.add(
-        h,
-        wm[:, 2] + crest.WASHER_FILL_MINUTES[0],
-        np.full(len(h), crest.WASHER_FILL_MINUTES[1]),
-        rng.uniform(*p.washer_fill_litres, len(h)),
-    )
+    wm = starts[np.isin(starts[:, 1], (crest.WASHING_MACHINE, crest.WASHER_DRYER)), 2]
+    add(wm + crest.WASHER_FILL_MINUTES[0], crest.WASHER_FILL_MINUTES[1], rng.uniform(*p.washer_fill_litres, len(wm)))
     for offset in crest.WASHER_RINSE_MINUTES:
-        ev.add(h, wm[:, 2] + offset, np.full(len(h), 2), rng.uniform(*p.washer_rinse_litres, len(h)))
-    dw = starts[starts[:, 1] == crest.DISHWASHER]
-    h = unit_h[dw[:, 0]]
-    total = rng.uniform(*p.dishwasher_litres, len(h))
-    ev.add(h, dw[:, 2], np.full(len(h), 3), total * 0.6)
-    ev.add(h, dw[:, 2] + 35, np.full(len(h), 5), total * 0.4)
+        add(wm + offset, 2, rng.uniform(*p.washer_rinse_litres, len(wm)))
+    dw = starts[starts[:, 1] == crest.DISHWASHER, 2]
+    total = rng.uniform(*p.dishwasher_litres, len(dw))
+    add(dw, 3, total * 0.6)
+    add(dw + 35, 5, total * 0.4)
 
     # a mop bucket on some days, timed by CREST's cleaning profile of the flat's first unit
-    base = np.array([hh.units[0] for hh in hhs], dtype=np.int64)
-    w = _activity_weights(occ[base], day_types[base], offsets[base], crest.P_CLEANING).reshape(
-        n_h * days, crest.SLOTS_PER_DAY
-    )
-    counts = (rng.random(n_h * days) < p.cleaning_p).astype(np.int64)
-    row, slot = _sample_slots(rng, w, counts)
-    h = row // days
-    minute = (row % days) * MIN_PER_DAY + slot * 10 + rng.integers(0, 10, len(row))
-    ev.add(h, minute, np.full(len(h), 3), rng.uniform(*p.cleaning_litres, len(h)) * wf[h])
-
-    return ev.render(n_h, n_min)
+    w = _activity_weights(occ[:1], day_types[members[:1]], offsets[members[:1]], crest.P_CLEANING).reshape(days, -1)
+    row, slot = _sample_slots(rng, w, (rng.random(days) < p.cleaning_p).astype(np.int64))
+    minute = row * MIN_PER_DAY + slot * 10 + rng.integers(0, 10, len(row))
+    add(minute, 3, rng.uniform(*p.cleaning_litres, len(row)) * wf)
