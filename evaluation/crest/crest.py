@@ -211,22 +211,49 @@ def calibrate(ownership: np.ndarray, annual_kwh: float) -> np.ndarray:
     return np.clip(scalar, 0.0, None)
 
 
+def homebound_tpm_cum(leave: float, come_back: float, first_slot: int, last_slot: int) -> np.ndarray:
+    """CREST's one-person chain made more homebound between two slots: (2, 144, 7, 7) cumulative.
+
+    The probability of going from active to inactive is multiplied by `leave` and that of coming
+    back from inactive by `come_back` (capped at 1), the difference moved onto staying; the
+    time-of-day shape of every transition is CREST's.
+    """
+    data = load()
+    p = np.diff(np.concatenate([np.zeros((*data.tpm_cum.shape[1:4], 1)), data.tpm_cum[0]], axis=-1), axis=-1)
+    day = slice(first_slot, last_slot)
+    go = p[:, day, 1, 0] * leave
+    p[:, day, 1, 1] += p[:, day, 1, 0] - go
+    p[:, day, 1, 0] = go
+    back = np.minimum(p[:, day, 0, 1] * come_back, p[:, day, 0, 1] + p[:, day, 0, 0])
+    p[:, day, 0, 0] -= back - p[:, day, 0, 1]
+    p[:, day, 0, 1] = back
+    return np.cumsum(p, axis=-1)
+
+
 def run_occupancy(
     rng: np.random.Generator,
     sizes: np.ndarray,
     day_types: np.ndarray,
     offsets: np.ndarray,
     n_slots: int,
+    homebound: np.ndarray | None = None,
+    homebound_cum: np.ndarray | None = None,
 ) -> np.ndarray:
     """CREST active occupancy (U, n_slots) int8, one Markov chain per unit.
 
     `sizes` (U,) people 1..5; `day_types` (U, days + 1) WEEKDAY/WEEKEND of each virtual day, the
     first column being the day before the run; `offsets` (U,) slots by which a unit's day runs
     late (0 for most; a night-shift worker's day is CREST's day shifted by 10-12 hours).
+    Units flagged in `homebound` (one person each) follow `homebound_cum` (see homebound_tpm_cum).
     """
     data = load()
     n_units = len(sizes)
     size_idx = sizes.astype(np.int64) - 1
+    tpm_cum = data.tpm_cum
+    if homebound is not None and homebound_cum is not None and homebound.any():
+        assert np.all(sizes[homebound] == 1), "a homebound chain is a one-person chain"
+        tpm_cum = np.concatenate([tpm_cum, homebound_cum[None]], axis=0)
+        size_idx = np.where(homebound, 5, size_idx)
     rows = np.arange(n_units)
     virt = -offsets.astype(np.int64)
     dt0 = day_types[rows, virt // SLOTS_PER_DAY + 1]
@@ -240,7 +267,7 @@ def run_occupancy(
         v = s - offsets
         slot = v % SLOTS_PER_DAY
         dt = day_types[rows, v // SLOTS_PER_DAY + 1]
-        cum = data.tpm_cum[size_idx, dt, slot, state]  # (U, 7)
+        cum = tpm_cum[size_idx, dt, slot, state]  # (U, 7)
         less = draws[s][:, None] < cum
         has = less.any(axis=1)
         state = np.where(has, less.argmax(axis=1), state)

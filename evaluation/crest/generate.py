@@ -88,7 +88,9 @@ def run(households: int, days: int, seed: int, first_day: dt.date, incident_scal
     sizes = np.array([u.size for u in units], dtype=np.int64)
     offsets = np.array([u.offset for u in units], dtype=np.int64)
     day_types = np.stack([_day_types(first_day, days, u.weekend_chain) for u in units])
-    occ = crest.run_occupancy(rngs["occupancy"], sizes, day_types, offsets, n_slots)
+    homebound = np.array([u.elder for u in units])
+    home_cum = crest.homebound_tpm_cum(p.elder_leave_factor, p.elder_return_factor, *p.elder_homebound_slots)
+    occ = crest.run_occupancy(rngs["occupancy"], sizes, day_types, offsets, n_slots, homebound, home_cum)
 
     # overlays: presence of part-time units, elders' naps, outings, trips and incidents
     present = np.ones((n_u, n_slots), dtype=bool)

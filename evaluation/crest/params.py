@@ -88,6 +88,13 @@ class Params:
 
     # --- lone elders (DOMAIN l.78-82) ---
     elder_weekend_chain: bool = True  # assumed: retired, so CREST's weekend chain every day
+    # CREST's one-person chain is a UK adult of any age: between 07:00 and 21:00 it is inactive (out
+    # or asleep) 44 % of the time, and with DOMAIN's outings and naps on top an elder went without
+    # water for 8 h or more on a quarter of days. A retired person living alone is more homebound
+    # (assumed): leaving becomes 0.5x and coming back 2x as likely, CREST's time-of-day shape kept.
+    elder_leave_factor: float = 0.5
+    elder_return_factor: float = 2.0
+    elder_homebound_slots: tuple[int, int] = (42, 126)  # 07:00-21:00
     nap_p: float = 0.75  # DOMAIN l.78 ("most older adults in Chinese surveys nap")
     nap_start_min: tuple[int, int] = (720, 810)  # assumed: 12:00-13:30
     nap_habit_min: Range = (30.0, 90.0)  # DOMAIN l.79 (usually 30-90 min); a person's median

@@ -128,3 +128,19 @@ def test_lighting_energy_matches_richardsonpy() -> None:
     )
     ours = ours_wmin.sum() / 60_000 / n / days
     assert abs(ours - np.mean(theirs)) / np.mean(theirs) < 0.2, (ours, np.mean(theirs))
+
+
+def test_the_homebound_elder_chain_is_crest_with_fewer_departures() -> None:
+    cum = crest.homebound_tpm_cum(0.5, 2.0, 42, 126)
+    p = np.diff(np.concatenate([np.zeros((*cum.shape[:3], 1)), cum], axis=-1), axis=-1)
+    assert p.min() >= 0.0
+    assert np.allclose(cum[..., -1], crest.load().tpm_cum[0][..., -1])  # rows still sum as CREST's do
+    assert np.array_equal(cum[:, :42], crest.load().tpm_cum[0][:, :42])  # nights untouched
+    n, days = 200, 20
+    one = np.ones(n, dtype=np.int64)
+    types = np.tile(_day_types(days), (n, 1))
+    zero = np.zeros(n, dtype=np.int64)
+    plain = crest.run_occupancy(np.random.default_rng(3), one, types, zero, days * 144)
+    home = crest.run_occupancy(np.random.default_rng(3), one, types, zero, days * 144, np.ones(n, dtype=bool), cum)
+    day = slice(42, 126)
+    assert home.reshape(n, days, 144)[:, :, day].mean() > plain.reshape(n, days, 144)[:, :, day].mean() + 0.15
