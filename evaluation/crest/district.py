@@ -709,7 +709,7 @@ def _registry(rng: np.random.Generator, hhs: list[Household]) -> dict[str, Any]:
             {
                 "id": f"{PREFIX}-B{k + 1:04d}",
                 "grid_id": micro_ids[m],
-                "address": f"{ROAD} {lane} 弄 {slot % 2 * 2 + 1 + k % 3} 号",
+                "address": f"{ROAD} {lane} 弄 {slot % 2 * 2 + 1} 号",
                 "location": [round(x, 6), round(y, 6)],
                 "floors": bd["floors"],
             }

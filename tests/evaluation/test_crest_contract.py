@@ -115,6 +115,8 @@ def test_registry_follows_the_contract(district: Dataset) -> None:
         assert 121.3 < lon < 121.6 and 31.1 < lat < 31.3
         assert b["floors"] >= 1 and "号" in b["address"]
     buildings = {b["id"] for b in reg["buildings"]}
+    assert len({b["address"] for b in reg["buildings"]}) == len(buildings)
+    assert len({(h["building_id"], h["unit"]) for h in reg["households"]}) == len(reg["households"])
     by_hh: dict[str, list[str]] = {}
     for d in reg["devices"]:
         by_hh.setdefault(d["household_id"], []).append(d["type"])
