@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from alerts.store import ALARM_COLUMNS, alarm_from_row, ticket_from_row
 from whistle.domain import Alarm, Ticket, TicketEvent
-from whistle.errors import Malformed
+from whistle.errors import Malformed, uuid_text
 from whistle.store.db import Database
 from whistle.store.query import Where
 from whistle.timeutil import from_datetime, to_datetime
@@ -40,7 +40,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(at), row_id
+        return datetime.fromisoformat(at), uuid_text(row_id)
     except Exception as exc:
         raise Malformed("invalid cursor") from exc
 
@@ -69,7 +69,7 @@ async def list_tickets(
     """Tickets newest first, each with its alarms and its history."""
     where = Where().eq(filters, prefix="t.")
     if ticket_id is not None:
-        where.add("t.id = %s::uuid", ticket_id)
+        where.add("t.id = %s::uuid", uuid_text(ticket_id, "ticket"))
     if cursor:
         where.add("(t.created_at, t.id) < (%s, %s::uuid)", *decode_cursor(cursor))
     sql = (

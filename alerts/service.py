@@ -25,7 +25,7 @@ from alerts.outbox import suppress_notifications
 from alerts.routing import route
 from whistle.bus import TOPIC_DETECTIONS, Bus, Record, TopicPartition
 from whistle.domain import Detection, Outcome, Severity, SubjectType, Ticket, TicketStatus
-from whistle.errors import ServiceError
+from whistle.errors import ServiceError, uuid_text
 from whistle.retry import TRANSIENT, Backoff, Stopped, until_done
 from whistle.serde import decode_detection
 from whistle.store.db import Database
@@ -286,7 +286,7 @@ class AlertService:
         self.announce({"type": f"ticket.{target.value}", "ticket_id": ticket_id, "actor": actor})
 
     async def _lock(self, conn: store.Conn, ticket_id: str) -> Ticket:
-        row = await store.lock_ticket(conn, ticket_id)
+        row = await store.lock_ticket(conn, uuid_text(ticket_id, "ticket"))
         if row is None:
             raise TicketError(f"ticket {ticket_id} not found", not_found=True)
         return row

@@ -28,7 +28,8 @@ from app.metrics import collect_metrics, health_details
 from collectors.codecs import Limits
 from collectors.service import Collector, standard_lanes
 from rules.engine import RuleEngine
-from whistle.bus import MemoryBus, create_bus
+from whistle.bus import MemoryBus, open_bus
+from whistle.bus_pg import PgLogBus
 from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
 from whistle.settings import Settings
@@ -97,6 +98,19 @@ async def maintain_partitions(db: Database, settings: Settings, stop: asyncio.Ev
             await asyncio.wait_for(stop.wait(), PARTITION_MAINTENANCE_S)
 
 
+async def trim_log(bus: PgLogBus, stop: asyncio.Event, every_s: float = 60.0) -> None:
+    """Trim the durable log below every group's commit and past its retention, every minute."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+        try:
+            trimmed = await bus.trim()
+            if trimmed:
+                log.debug("bus: %d log rows trimmed", trimmed)
+        except Exception as exc:
+            log.warning("trimming the bus log failed; retrying later: %s", exc)
+
+
 def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -130,11 +144,17 @@ async def run(
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
     async with AsyncExitStack() as stack:
         db = await start_database(stack, settings)
-        bus = create_bus(settings.kafka_bootstrap, settings.partitions)
+        bus = open_bus(
+            settings.bus_kind,
+            settings.partitions,
+            kafka_bootstrap=settings.kafka_bootstrap,
+            db=db,
+            **({"retention_s": settings.bus_retention_hours * 3600} if settings.bus_kind == "postgres" else {}),
+        )
         if isinstance(bus, MemoryBus) and len(roles) < 3 and set(roles) != {"api"}:
             raise ValueError(
-                "with the in-process bus the collector, rules and alerts roles must share one process "
-                "(`whistle serve`); set WHISTLE_KAFKA_BOOTSTRAP to run them apart"
+                "with the in-process bus (WHISTLE_BUS=memory) the collector, rules and alerts roles must share one "
+                "process; the durable log (the default) or Kafka lets them run apart"
             )
         await bus.start()
         stack.push_async_callback(bus.stop)
@@ -149,6 +169,8 @@ async def run(
 
         stack.push_async_callback(cancel_tasks)
         tasks.append(asyncio.create_task(maintain_partitions(db, settings, stop), name="partitions"))
+        if isinstance(bus, PgLogBus) and "rules" in roles:
+            tasks.append(asyncio.create_task(trim_log(bus, stop), name="bus-trim"))
 
         if "collector" in roles:
             mqtt_url = settings.mqtt_url

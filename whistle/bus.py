@@ -32,7 +32,7 @@ import itertools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -420,9 +420,26 @@ class MemoryConsumer:
 
 
 def create_bus(kafka_bootstrap: str | None, partitions: int) -> Bus:
-    """The bus the configuration asks for: Kafka when a bootstrap is given, else the in-process bus."""
-    if kafka_bootstrap:
+    """Kafka when a bootstrap is given, else the in-process bus (see `open_bus` for the durable log)."""
+    return open_bus("kafka" if kafka_bootstrap else "memory", partitions, kafka_bootstrap=kafka_bootstrap)
+
+
+def open_bus(
+    kind: str, partitions: int, *, kafka_bootstrap: str | None = None, db: Any = None, **options: Any
+) -> Bus:
+    """The bus the configuration asks for: "kafka", "postgres" (the durable log in `db`) or "memory"."""
+    if kind == "kafka":
+        if not kafka_bootstrap:
+            raise ValueError("the Kafka bus needs WHISTLE_KAFKA_BOOTSTRAP")
         from whistle.bus_kafka import KafkaBus
 
         return KafkaBus(kafka_bootstrap, partitions)
-    return MemoryBus(partitions)
+    if kind == "postgres":
+        if db is None:
+            raise ValueError("the durable log needs the database")
+        from whistle.bus_pg import PgLogBus
+
+        return PgLogBus(db, partitions, **options)
+    if kind == "memory":
+        return MemoryBus(partitions)
+    raise ValueError(f"unknown bus {kind!r}: choose postgres, memory or kafka")

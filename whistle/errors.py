@@ -35,3 +35,13 @@ class Invalid(ServiceError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, invalid=True)
+
+
+def uuid_text(value: str, what: str = "id") -> str:
+    """`value` as a canonical UUID string, or Malformed (a 400, not a database error) naming `what`."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise Malformed(f"{what} {value[:40]!r} is not a UUID") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,12 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(default=None, description="YAML rule configuration; unset: the defaults")
 
     # bus
+    bus: Literal["postgres", "memory", "kafka"] | None = Field(
+        default=None,
+        description="postgres: the durable log in the database (default without Kafka); memory: in-process only",
+    )
     partitions: int = Field(default=8, gt=0)
+    bus_retention_hours: float = Field(default=168.0, gt=0, description="the durable log keeps records this long")
 
     # storage
     db_pool_max: int = Field(default=8, gt=1)
@@ -57,6 +63,13 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"WHISTLE_HTTP must be host:port, got {value!r}")
         return value
+
+    @property
+    def bus_kind(self) -> str:
+        """The bus to use: the one asked for, else Kafka when a bootstrap is given, else the durable log."""
+        if self.bus is not None:
+            return self.bus
+        return "kafka" if self.kafka_bootstrap else "postgres"
 
     @property
     def http_host(self) -> str:

@@ -219,3 +219,15 @@ async def test_declared_absences_are_recorded_listed_and_reach_the_rules(
     assert topo.absent("RJ-H000001", start) == (start, end)
     assert topo.absent("RJ-H000001", start - 1) is None
     assert topo.absent("RJ-H000001", end) is None
+
+
+async def test_a_cursor_or_ticket_id_this_api_did_not_issue_is_a_400_not_a_500(client: httpx.AsyncClient) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"2026-11-24T00:00:00+00:00|not-a-uuid").decode().rstrip("=")
+    for path in ("/api/v1/alarms", "/api/v1/tickets"):
+        r = await client.get(path, params={"cursor": forged}, headers=AUTH)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+    dashes = "-" * 36  # matches the id's pattern, is no UUID
+    assert (await client.get(f"/api/v1/tickets/{dashes}", headers=AUTH)).status_code == 400
+    assert (await client.post(f"/api/v1/tickets/{dashes}/ack", headers=AUTH)).status_code == 400
