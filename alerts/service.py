@@ -156,6 +156,8 @@ class AlertService:
                     "subject_id": d.subject_id,
                     "grid_id": d.grid_id,
                     "silenced": result.silenced,
+                    "held": result.held,
+                    "incident_id": result.incident_id,
                 }
             )
             if result.ticket_id and result.change is Change.OPEN and not result.incident_id:

@@ -23,6 +23,7 @@ from whistle.store.stats import (
     statistics_backend,
 )
 from whistle.store.writers import copy_readings
+from whistle.timeutil import now_ms
 
 HOUR = 3_600_000
 H0 = 1_795_003_200_000  # 2026-11-18T12:00:00Z, a whole hour
@@ -136,3 +137,31 @@ async def test_the_maintenance_task_materialises_and_keeps_running_until_stopped
     assert got == [ReadingHour(H0, "RJ-G1-M02", E, 3)]
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+async def test_history_older_than_the_refresh_window_is_counted_after_the_first_maintenance(db: Database) -> None:
+    """A database that already holds weeks of readings when the statistics arrive (an upgrade): a refresh
+    of the recent window alone — what TimescaleDB's policy does first — must not hide the older hours."""
+    await import_registry(db, parse_registry(small_registry()))
+    now = now_ms()
+    old, recent = now - 60 * 24 * HOUR, now - 5 * HOUR
+    old -= old % HOUR
+    recent -= recent % HOUR
+    await write(
+        db,
+        [reading("WM-000001", W, t + i * 60_000, "RJ-B0001", n) for n, t in enumerate((old, recent)) for i in range(3)],
+    )
+    await refresh_statistics(db, since=now - 46 * 24 * HOUR, until=now - HOUR)
+    stop = asyncio.Event()
+    task = asyncio.create_task(maintain_statistics(db, stop, every_s=0.2, lookback_hours=48))
+
+    async def counted() -> list[ReadingHour]:
+        return await readings_per_hour(db, since=old, until=old + HOUR)
+
+    try:
+        assert await wait_for(counted, timeout=30) == [ReadingHour(old, "RJ-G1-M01", W, 3)]
+        got = await readings_per_hour(db, since=recent, until=recent + HOUR)
+        assert got == [ReadingHour(recent, "RJ-G1-M01", W, 3)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
