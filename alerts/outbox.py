@@ -6,7 +6,8 @@ hands each notification to the channels' `Dispatcher`, then records every attemp
 `sent`, `pending` again at a later time (quiet hours, rate limits, a failed round), `failed` after
 `max_rounds`, or left `suppressed` if an ack made it moot meanwhile. The notification id given to
 the dispatcher is the row's dedup key, and `PgSentLog` remembers delivered ids in PostgreSQL, so a
-row redelivered after a restart is recognised and not sent twice.
+row redelivered after a restart is recognised and not sent twice. Before a row is handed over, its
+recipient's hourly cap is checked (alerts.caps): over it, the row is `suppressed` ("capped").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from alerts.caps import NotificationCaps
 from alerts.channels.base import Notification, Recipient
 from alerts.channels.delivery import Delivery, DeliveryStatus, Dispatcher
 from alerts.store import Conn, Contact
@@ -216,6 +218,7 @@ class OutboxSender:
         retry_s: float = 60.0,
         wakeup: asyncio.Event | None = None,
         routes: Mapping[str, tuple[str, ...]] = ROUTES,
+        caps: NotificationCaps | None = None,
     ) -> None:
         self.db = db
         self.dispatcher = dispatcher
@@ -228,6 +231,8 @@ class OutboxSender:
         self.retry_ms = int(retry_s * 1000)
         self.wakeup = wakeup or asyncio.Event()
         self.routes = routes
+        self.caps = caps
+        self.capped = 0
         self.sent = 0
         self.failed = 0
         self.deferred = 0
@@ -259,12 +264,31 @@ class OutboxSender:
         return len(claimed)
 
     async def _one(self, c: Claimed) -> None:
+        use = None
+        if self.caps is not None:
+            use = await self.caps.admit(c.message.recipient.id, c.message.kind)
+            if use is None:
+                await self._capped(c)
+                return
         try:
             delivery = await self.dispatcher.deliver(c.notification(), self.routes.get(c.profile, ROUTES["worker"]))
         except Exception as exc:  # a bug, not a delivery outcome: keep the row for another round
             log.exception("notification %s: dispatcher raised", c.id)
             delivery = Delivery(c.dedup_key, DeliveryStatus.FAILED, reason=f"exception: {type(exc).__name__}")
+        if use is not None and delivery.status is not DeliveryStatus.DELIVERED and self.caps is not None:
+            await self.caps.give_back(use)
         await self._finish(c, delivery)
+
+    async def _capped(self, c: Claimed) -> None:
+        """Over the recipient's hourly cap: the notification is dropped (its ticket stands)."""
+        assert self.caps is not None
+        self.capped += 1
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE notifications SET status = 'suppressed', claimed_until = NULL, last_error = %s "
+                "WHERE id = %s AND status = 'pending'",
+                (f"capped: {self.caps.caps.recipient_per_hour} notifications per hour to this recipient", c.id),
+            )
 
     async def _finish(self, c: Claimed, d: Delivery) -> None:
         now = self.clock()

@@ -2,7 +2,8 @@
 
 Announcements (the live feed) go out only after the transaction commits, so nothing is announced
 that the database does not hold. Notifications are written to the outbox in the same transaction
-as the ticket change and sent after it commits (alerts.outbox).
+as the ticket change and sent after it commits (alerts.outbox). A `device.offline` alarm may be held
+or grouped under an incident of its building or gateway instead of dispatched (alerts.storms).
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ from typing import Any
 
 import psycopg
 
-from alerts import rosters, silences, store
+from alerts import rosters, silences, store, storms
 from alerts.channels.live import WebSocketChannel
 from alerts.escalation import policy_for
 from alerts.lifecycle import Change, decide, group_of
 from alerts.notify import SYSTEM, advance, reached_statuses
 from alerts.outbox import suppress_notifications
 from alerts.routing import route
+from alerts.storms import Scope, StormPolicy
 from whistle.bus import TOPIC_DETECTIONS, Bus, Record, TopicPartition
-from whistle.domain import Detection, Outcome, Severity, SubjectType, Ticket, TicketStatus
+from whistle.domain import (
+    Alarm,
+    AlarmKind,
+    Detection,
+    DetectionAction,
+    Outcome,
+    Severity,
+    SubjectType,
+    Ticket,
+    TicketStatus,
+)
 from whistle.errors import ServiceError, uuid_text
 from whistle.retry import TRANSIENT, Backoff, Stopped, until_done
 from whistle.serde import decode_detection
@@ -51,8 +63,11 @@ class Applied:
     assignee_id: str | None = None
     duplicate: bool = False
     silenced: bool = False  # recorded inside a silence or maintenance window: not dispatched
-    grouped: bool = False  # joined the open ticket of a related alarm
+    grouped: bool = False  # joined the open ticket of a related alarm, or an incident (alerts.storms)
     queued: int = 0  # notifications written to the outbox
+    held: bool = False  # a device.offline alarm waiting to see whether its building or gateway goes quiet
+    incident_id: str | None = None  # the incident alarm it was grouped under
+    announcements: tuple[Mapping[str, Any], ...] = ()  # more to announce after commit (an incident opened)
 
 
 # Which statuses each action may start from, and where it leads.
@@ -67,6 +82,23 @@ TRANSITIONS: Mapping[str, tuple[frozenset[TicketStatus], TicketStatus, str]] = {
     "close": (frozenset({TicketStatus.RESOLVED}), TicketStatus.CLOSED, "closed_at"),
 }
 OPEN_STATUSES = frozenset({TicketStatus.DISPATCHED, TicketStatus.ACKNOWLEDGED, TicketStatus.ON_SITE})
+
+
+def _as_detection(a: Alarm) -> Detection:
+    """A held alarm as the detection that opened it, to dispatch it after its wait."""
+    return Detection(
+        kind=a.kind,
+        severity=a.severity,
+        subject_type=a.subject_type,
+        subject_id=a.subject_id,
+        ts=a.first_seen,
+        action=DetectionAction.RAISE,
+        evidence=a.evidence,
+        household_id=a.household_id,
+        building_id=a.building_id,
+        grid_id=a.grid_id,
+        source_id=f"{a.subject_id}:{a.first_seen}",
+    )
 
 
 def _device_ids(d: Detection) -> list[str]:
@@ -88,6 +120,7 @@ class AlertService:
     listeners: list[Listener] = field(default_factory=list)
     live: WebSocketChannel = field(default_factory=WebSocketChannel)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    storm_policy: StormPolicy | None = field(default_factory=StormPolicy)  # None: each offline alarm alone
 
     def __post_init__(self) -> None:
         self.listeners.append(self.live.announce)
@@ -109,11 +142,13 @@ class AlertService:
             try:
                 result = await self._apply_once(d)
                 break
-            except psycopg.errors.UniqueViolation:
-                # Another worker opened the same alarm concurrently; the retry sees it and updates it.
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+                # Another worker opened the same alarm (or incident) concurrently; the retry sees it.
                 if attempt == 2:
                     raise
         self._queued(result.queued)
+        for event in result.announcements:
+            self.announce(event)
         if result.change is not Change.IGNORE and not result.duplicate:
             self.announce(
                 {
@@ -124,9 +159,11 @@ class AlertService:
                     "subject_id": d.subject_id,
                     "grid_id": d.grid_id,
                     "silenced": result.silenced,
+                    "held": result.held,
+                    "incident_id": result.incident_id,
                 }
             )
-            if result.ticket_id and result.change is Change.OPEN:
+            if result.ticket_id and result.change is Change.OPEN and not result.incident_id:
                 self.announce(
                     {
                         "type": "ticket.updated" if result.grouped else "ticket.created",
@@ -137,8 +174,10 @@ class AlertService:
                 )
         return result
 
-    async def _dispatch(self, conn: store.Conn, d: Detection, alarm_id: str, severity: Severity, now: int) -> Applied:
-        """Open a ticket for a new alarm (or join a related one), unless a silence covers it."""
+    async def _dispatch(
+        self, conn: store.Conn, d: Detection, alarm_id: str, severity: Severity, now: int, *, hold: bool = True
+    ) -> Applied:
+        """Open a ticket for a new alarm (or join a related one or an incident), unless a silence covers it."""
         chain, candidates = await store.routing_candidates(conn, d.grid_id)
         silence = await silences.active_silence(
             conn, kind=d.kind.value, devices=_device_ids(d), building_id=d.building_id, grids=chain, at=now
@@ -146,6 +185,11 @@ class AlertService:
         if silence is not None:
             await silences.set_alarm_silence(conn, alarm_id, silence)
             return Applied(Change.OPEN, alarm_id, silenced=True)
+        storm = self.storm_policy
+        if storm is not None and d.kind is AlarmKind.DEVICE_OFFLINE and d.subject_type is SubjectType.DEVICE:
+            placed = await self._storm(conn, d, alarm_id, now, storm, hold=hold)
+            if placed is not None:
+                return placed
         group = group_of(d.kind, d.household_id, d.building_id)
         if group is not None:
             joined = await store.open_ticket_of_group(conn, [k.value for k in group.kinds], group.column, group.value)
@@ -191,6 +235,111 @@ class AlertService:
         queued = await advance(conn, ticket, now)
         return Applied(Change.OPEN, alarm_id, ticket_id, responders.assignee, queued=queued)
 
+    async def _storm(
+        self, conn: store.Conn, d: Detection, alarm_id: str, now: int, policy: StormPolicy, *, hold: bool
+    ) -> Applied | None:
+        """Group an offline alarm under its building's or gateway's incident, open one, or hold it.
+        None: dispatch it on its own."""
+        scopes = await storms.scopes_of(conn, d.subject_id, d.building_id)
+        await storms.lock_scopes(conn, scopes)
+        incident = await storms.open_incident(conn, scopes)
+        announcements: tuple[Mapping[str, Any], ...] = ()
+        queued = 0
+        if incident is None:
+            for scope in scopes:
+                offline, total = await storms.count_offline(conn, scope)
+                if offline >= policy.threshold(total):
+                    incident, announcements, queued = await self._open_incident(conn, d, scope, offline, total, now)
+                    break
+        if incident is not None:
+            await storms.join(conn, incident, alarm_id, device_id=d.subject_id, now=now)
+            ticket = await store.lock_ticket(conn, incident.ticket_id) if incident.ticket_id else None
+            return Applied(
+                Change.OPEN,
+                alarm_id,
+                incident.ticket_id,
+                ticket.assignee_id if ticket else None,
+                grouped=True,
+                incident_id=incident.alarm_id,
+                queued=queued,
+                announcements=announcements,
+            )
+        if hold and policy.wait_s > 0:
+            await storms.hold(conn, alarm_id, now + int(policy.wait_s * 1000))
+            return Applied(Change.OPEN, alarm_id, held=True)
+        return None
+
+    async def _open_incident(
+        self, conn: store.Conn, d: Detection, scope: Scope, offline: int, total: int, now: int
+    ) -> tuple[storms.Incident, tuple[Mapping[str, Any], ...], int]:
+        """A device.mass_offline alarm on the scope, dispatched as one ticket, with the scope's held alarms."""
+        incident = Detection(
+            kind=AlarmKind.DEVICE_MASS_OFFLINE,
+            severity=Severity.MAJOR,
+            subject_type=scope.type,
+            subject_id=scope.id,
+            ts=d.ts,
+            evidence={
+                "scope": scope.type.value,
+                "devices_offline": offline,
+                "devices_in_scope": total,
+                "first_device": d.subject_id,
+                "why": "devices of one building or gateway went quiet together",
+            },
+            household_id=None,
+            building_id=d.building_id,
+            grid_id=d.grid_id,
+            source_id=f"storm:{d.subject_id}:{d.ts}",
+        )
+        incident_id = await store.insert_alarm(conn, incident, incident.severity, now)
+        await store.mark_applied(conn, incident.detection_id, incident_id)
+        applied = await self._dispatch(conn, incident, incident_id, incident.severity, now)
+        opened = storms.Incident(incident_id, applied.ticket_id, AlarmKind.DEVICE_MASS_OFFLINE)
+        await storms.adopt(conn, scope, opened, now=now)
+        said: list[Mapping[str, Any]] = [
+            {
+                "type": "alarm.open",
+                "alarm_id": incident_id,
+                "kind": incident.kind.value,
+                "severity": incident.severity.value,
+                "subject_id": scope.id,
+                "grid_id": incident.grid_id,
+                "silenced": applied.silenced,
+            }
+        ]
+        if applied.ticket_id:
+            said.append(
+                {
+                    "type": "ticket.created",
+                    "ticket_id": applied.ticket_id,
+                    "assignee_id": applied.assignee_id,
+                    "kind": incident.kind.value,
+                }
+            )
+        return opened, tuple(said), applied.queued
+
+    async def release_held(self, *, limit: int = 200) -> int:
+        """Dispatch the held offline alarms whose wait is over: under an incident if one formed, else
+        each on its own; a held alarm cleared meanwhile (its device came back) makes no ticket."""
+        now = self.clock()
+        queued = 0
+        released: list[Applied] = []
+        async with self.db.connection() as conn, conn.transaction():
+            for alarm_id in await storms.take_due(conn, now, limit):
+                alarm = await store.lock_alarm(conn, alarm_id)
+                if alarm is None or alarm.status.value == "cleared":
+                    continue
+                applied = await self._dispatch(conn, _as_detection(alarm), alarm_id, alarm.severity, now, hold=False)
+                queued += applied.queued
+                released.append(applied)
+        self._queued(queued)
+        for a in released:
+            for event in a.announcements:
+                self.announce(event)
+            if a.ticket_id and not a.grouped:
+                self.announce({"type": "ticket.created", "ticket_id": a.ticket_id, "assignee_id": a.assignee_id})
+        return len(released)
+
     async def _apply_once(self, d: Detection) -> Applied:
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
@@ -227,6 +376,9 @@ class AlertService:
                         return replace(applied, change=Change.UPDATE)
                 return Applied(Change.UPDATE, existing.id, open_ticket)
             await store.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
+            incident = await storms.incident_back(conn, existing.id)
+            if incident is not None:  # the last device of a storm is back: the incident is over
+                await store.clear_alarms(conn, [incident], now, {"cleared_by": "devices_back"})
             if open_ticket:
                 await store.add_ticket_event(
                     conn, open_ticket, at=now, actor=SYSTEM, action="alarm_cleared", data={"alarm_id": existing.id}

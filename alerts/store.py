@@ -121,6 +121,13 @@ async def lock_open_alarm(conn: Conn, d: Detection) -> Alarm | None:
     return alarm_from_row(row) if row else None
 
 
+async def lock_alarm(conn: Conn, alarm_id: str) -> Alarm | None:
+    """An alarm by id, locked for this transaction."""
+    cur = await conn.execute(f"SELECT {ALARM_COLUMNS} FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,))
+    row = await cur.fetchone()
+    return alarm_from_row(row) if row else None
+
+
 async def insert_alarm(conn: Conn, d: Detection, severity: Severity, now: int) -> str:
     alarm_id = str(uuid.uuid4())
     await conn.execute(

@@ -1,7 +1,7 @@
-"""Background work of the alerts role: escalation timers and quiet-period clearing.
+"""Background work of the alerts role: escalation timers, quiet-period clearing, held offline alarms.
 
-Both keep their state in PostgreSQL (tickets.escalation_due_at, alarms.last_seen), so they
-survive a restart, and both take rows with `FOR UPDATE SKIP LOCKED`, so several alerts
+All keep their state in PostgreSQL (tickets.escalation_due_at, alarms.last_seen,
+alarms.held_until), so they survive a restart, and all take rows with `FOR UPDATE SKIP LOCKED`, so several alerts
 processes share the work without doing it twice.
 """
 
@@ -32,6 +32,7 @@ QUIET_PERIODS: Mapping[AlarmKind, int] = {
     AlarmKind.SMOKE_FAULT: 3 * 24 * 3600,
     AlarmKind.SMOKE_TAMPER: 3 * 24 * 3600,
     AlarmKind.SMOKE_LOW_BATTERY: 7 * 24 * 3600,
+    AlarmKind.SYSTEM_NOTIFICATION_CAP: 2 * 3600,  # raised again each hour a cap keeps stopping something
 }
 
 
@@ -117,6 +118,7 @@ class EscalationWorker:
             try:
                 while await self.run_once() >= self.batch:
                     pass
+                await self.service.release_held()
                 await self.clear_quiet()
             except Exception:
                 log.exception("escalation round failed; retrying")

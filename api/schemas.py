@@ -259,6 +259,7 @@ class DeviceRead(BaseModel):
     online: bool | None
     battery_pct: float | None
     rssi_dbm: float | None
+    gateway_id: str | None = None
 
 
 class UnregisteredDeviceRead(BaseModel):

@@ -78,6 +78,19 @@ def _rules_check(path: Path) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    from app.health import check_file, check_http, health_url
+
+    settings = Settings()
+    path = args.file or settings.health_file
+    if path is not None:
+        ok, why = check_file(path, max_age_s=args.max_age)
+    else:
+        ok, why = check_http(args.url or health_url(settings), timeout_s=args.timeout)
+    print(why, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whistle", description="数字吹哨 Digital Whistle: IoT sensing and alerts")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -93,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="all roles in one process, configured by the environment")
     run = sub.add_parser("run", help="one role, for scale-out")
     run.add_argument("role", choices=["collector", "rules", "alerts", "api"])
+
+    health = sub.add_parser(
+        "health",
+        help="exit 0 if this container's process is healthy: its heartbeat file (WHISTLE_HEALTH_FILE), "
+        "else GET /api/v1/health on WHISTLE_HTTP",
+    )
+    health.add_argument("--file", type=Path, default=None, help="the heartbeat file (default: WHISTLE_HEALTH_FILE)")
+    health.add_argument("--max-age", type=float, default=30.0, help="seconds a heartbeat stays fresh")
+    health.add_argument("--url", default=None, help="the health URL to ask instead of WHISTLE_HTTP's")
+    health.add_argument("--timeout", type=float, default=5.0)
 
     reg = sub.add_parser("registry", help="registry commands")
     reg_sub = reg.add_subparsers(dest="registry_command", required=True)
@@ -126,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_serve(["collector", "rules", "alerts", "api"]))
         if args.command == "run":
             return asyncio.run(_serve([args.role]))
+        if args.command == "health":
+            return _health(args)
         if args.command == "registry":
             return asyncio.run(_registry_import(args.file.read_bytes()))
         if args.command == "rules":

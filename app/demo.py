@@ -22,7 +22,8 @@ log = logging.getLogger("whistle")
 
 async def run_demo(args: argparse.Namespace) -> int:
     """`whistle demo`: a simulated street published into the whole system, embedded."""
-    settings = Settings(demo=True)
+    # the storm wait is in the street's time, which runs `speed` times faster than the alerts' wall clock
+    settings = Settings(demo=True, storm_wait_s=Settings().storm_wait_s / max(args.speed, 1.0))
     stop = asyncio.Event()
     install_signal_handlers(stop)
     sim_tasks: list[asyncio.Task[Any]] = []

@@ -19,11 +19,13 @@ import uvicorn
 
 from alerts.outbox import OutboxSender
 from alerts.service import AlertService, AlertsWorker
+from alerts.storms import StormPolicy
 from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import ApiContext
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
+from app.health import write_heartbeats
 from app.metrics import collect_metrics, health_details
 from collectors.codecs import Limits
 from collectors.service import Collector, standard_lanes
@@ -35,6 +37,7 @@ from whistle.registry import DeviceDirectory
 from whistle.settings import Settings
 from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
+from whistle.store.stats import maintain_statistics
 from whistle.store.writers import drop_reading_partitions, ensure_reading_partitions
 from whistle.timeutil import now_ms
 
@@ -171,6 +174,10 @@ async def run(
         tasks.append(asyncio.create_task(maintain_partitions(db, settings, stop), name="partitions"))
         if isinstance(bus, PgLogBus) and "rules" in roles:
             tasks.append(asyncio.create_task(trim_log(bus, stop), name="bus-trim"))
+        statistics = maintain_statistics(
+            db, stop, every_s=settings.stats_refresh_s, lookback_hours=settings.stats_lookback_hours
+        )
+        tasks.append(asyncio.create_task(statistics, name="statistics"))
 
         if "collector" in roles:
             mqtt_url = settings.mqtt_url
@@ -200,7 +207,10 @@ async def run(
         if "rules" in roles:
             rt.rules = RuleEngine(bus, db, rules_file=settings.rules_file)
             tasks.append(asyncio.create_task(rt.rules.run(stop), name="rules"))
-        rt.alerts = AlertService(db)
+        rt.alerts = AlertService(
+            db,
+            storm_policy=StormPolicy(settings.storm_wait_s, settings.storm_min_devices, settings.storm_share),
+        )
         if "alerts" in roles:
             rt.alerts_worker = AlertsWorker(bus, rt.alerts)
             tasks.append(asyncio.create_task(rt.alerts_worker.run(stop), name="alerts"))
@@ -248,6 +258,11 @@ async def run(
             stack.push_async_callback(_stop_server, *http_stop)  # and the API closes its listener first
         if on_ready is not None:
             await on_ready(rt)
+        if settings.health_file is not None:  # for container healthchecks of roles without HTTP (app.health)
+            beat = write_heartbeats(
+                settings.health_file, roles=roles, ping=db.ping, details=lambda: health_details(rt), stop=stop
+            )
+            tasks.append(asyncio.create_task(beat, name="heartbeat"))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()

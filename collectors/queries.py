@@ -37,6 +37,7 @@ class DeviceView:
     online: bool | None
     battery_pct: float | None
     rssi_dbm: float | None
+    gateway_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ async def get_device(db: Database, device_id: str) -> DeviceView | None:
     async with db.connection() as conn, conn.cursor(row_factory=class_row(DeviceView)) as cur:
         await cur.execute(
             "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id) AS building_id, "
-            "b.grid_id, d.location, s.last_seen, s.online, s.battery_pct, s.rssi_dbm "
+            "b.grid_id, d.location, s.last_seen, s.online, s.battery_pct, s.rssi_dbm, d.gateway_id "
             "FROM devices d LEFT JOIN households h ON h.id = d.household_id "
             "LEFT JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) "
             "LEFT JOIN device_state s ON s.device_id = d.id WHERE d.id = %s",

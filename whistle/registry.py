@@ -76,6 +76,7 @@ class Device(_Entry):
     household_id: Id | None = None
     building_id: Id | None = None
     location: str | None = None
+    gateway_id: Id | None = None  # the gateway or concentrator it reaches the network through (optional)
 
     @model_validator(mode="after")
     def _bound(self) -> Device:
@@ -132,9 +133,11 @@ _UPSERTS: dict[str, str] = {
     "ON CONFLICT (id) DO UPDATE SET building_id = EXCLUDED.building_id, unit = EXCLUDED.unit, "
     "registered_occupants = EXCLUDED.registered_occupants, tags = EXCLUDED.tags, "
     "contacts = EXCLUDED.contacts, updated_at = now()",
-    "devices": "INSERT INTO devices (id, type, household_id, building_id, location) VALUES (%s, %s, %s, %s, %s) "
+    "devices": "INSERT INTO devices (id, type, household_id, building_id, location, gateway_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, household_id = EXCLUDED.household_id, "
-    "building_id = EXCLUDED.building_id, location = EXCLUDED.location, updated_at = now()",
+    "building_id = EXCLUDED.building_id, location = EXCLUDED.location, gateway_id = EXCLUDED.gateway_id, "
+    "updated_at = now()",
     "workers": "INSERT INTO workers (id, name, phone, grid_id, role) VALUES (%s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, phone = EXCLUDED.phone, "
     "grid_id = EXCLUDED.grid_id, role = EXCLUDED.role, updated_at = now()",
@@ -170,7 +173,7 @@ def _rows(reg: Registry) -> dict[str, list[tuple[Any, ...]]]:
             )
             for h in reg.households
         ],
-        "devices": [(d.id, d.type.value, d.household_id, d.building_id, d.location) for d in reg.devices],
+        "devices": [(d.id, d.type.value, d.household_id, d.building_id, d.location, d.gateway_id) for d in reg.devices],
         "workers": [(w.id, w.name, w.phone, w.grid_id, w.role.value) for w in reg.workers],
     }
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
 
@@ -17,7 +19,52 @@ class SettingsError(ValueError):
     """A setting that cannot be used, with the variable to fix."""
 
 
-class Settings(BaseSettings):
+class FileValues(PydanticBaseSettingsSource):
+    """`<VARIABLE>_FILE=/path`: the setting `<VARIABLE>` read from that file, for Docker and Compose secrets
+    (`/run/secrets/...`) that must not sit in the environment. The file's content is the value, without its
+    final newline. Setting both `<VARIABLE>` and `<VARIABLE>_FILE` is an error, as in the official images."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", ""))
+        env = {k.upper(): v for k, v in os.environ.items()}
+        fields = self.settings_cls.model_fields
+        values: dict[str, Any] = {}
+        for name in fields:
+            if f"{name}_file" in fields:
+                continue  # `<X>_FILE` is a setting of its own there
+            var = f"{prefix}{name}".upper()
+            path = env.get(f"{var}_FILE")
+            if not path:
+                continue
+            if env.get(var):
+                raise SettingsError(f"set {var} or {var}_FILE, not both")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{var}_FILE: cannot read {path}: {exc}") from exc
+            values[name] = text.removesuffix("\n").removesuffix("\r")
+        return values
+
+
+class FileSettings(BaseSettings):
+    """Settings read from the environment, each also from a file named by `<VARIABLE>_FILE`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, FileValues(settings_cls), dotenv_settings, file_secret_settings)
+
+
+class Settings(FileSettings):
     """What every role reads; an unset service URL means "run it embedded"."""
 
     model_config = SettingsConfigDict(env_prefix="WHISTLE_", frozen=True, extra="ignore")
@@ -53,6 +100,17 @@ class Settings(BaseSettings):
     # storage
     db_pool_max: int = Field(default=8, gt=1)
     readings_retention_days: int = Field(default=400, gt=0)
+    # hourly statistics on plain PostgreSQL (whistle.store.stats; TimescaleDB refreshes its own)
+    stats_refresh_s: float = Field(default=600.0, gt=0)
+    stats_lookback_hours: float = Field(default=48.0, gt=0)
+
+    # alarm storms (alerts.storms): a building's or gateway's devices going offline together are one incident
+    storm_wait_s: float = Field(default=900.0, ge=0, description="hold a device.offline alarm this long")
+    storm_min_devices: int = Field(default=5, ge=2)
+    storm_share: float = Field(default=0.5, gt=0, le=1)
+
+    # containers: a heartbeat file for roles that serve no HTTP (`whistle health --file`)
+    health_file: Path | None = None
 
     demo: bool = False
 

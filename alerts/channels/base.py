@@ -19,6 +19,7 @@ from whistle.domain import AlarmKind, Severity
 # Attempt codes that are ours rather than a provider's.
 NO_ADDRESS = "no_address"  # the recipient has no address on this channel: skip it, it is not a failure to retry
 NOT_CONFIGURED = "not_configured"  # the route names a channel that is not configured in this process
+BUDGET_SPENT = "budget_spent"  # the channel's hourly budget is spent (alerts.caps): skip it like an absent one
 TIMEOUT = "timeout"
 TRANSPORT = "transport_error"
 EXCEPTION = "exception"

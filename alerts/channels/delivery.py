@@ -13,7 +13,8 @@ Policy (docs/NOTIFICATIONS.md has the reasoning):
 - critical fails over to the next channel of the route after its attempts on a channel are
   spent; other severities stay on the first channel that can reach the recipient;
 - a channel that cannot reach the recipient at all (no phone, no subscription, not
-  configured) is skipped for every severity — that is routing, not failover.
+  configured, its hourly budget spent — alerts.caps) is skipped for every severity — that is
+  routing, not failover.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from alerts.channels.base import (
+    BUDGET_SPENT,
     EXCEPTION,
     NO_ADDRESS,
     NOT_CONFIGURED,
@@ -195,7 +197,7 @@ def next_step(
     """What to do after `attempt`, the `tries`-th on its channel."""
     if attempt.ok:
         return Step(StepKind.DONE)
-    if attempt.code in (NO_ADDRESS, NOT_CONFIGURED):
+    if attempt.code in (NO_ADDRESS, NOT_CONFIGURED, BUDGET_SPENT):
         return Step(StepKind.NEXT) if has_next else Step(StepKind.GIVE_UP)
     failover = severity in policy.failover
     if attempt.retryable and tries < policy.attempts_for(severity):

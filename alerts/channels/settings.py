@@ -14,10 +14,10 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from alerts.channels.text import TEMPLATE_FIELDS
-from whistle.settings import SettingsError
+from whistle.settings import FileSettings, SettingsError
 from whistle.timeutil import CHINA_TZ
 
 
@@ -29,8 +29,9 @@ def _is_set(value: object) -> bool:
     return value != ""
 
 
-class ChannelConfig(BaseSettings):
-    """Base: `REQUIRED` fields must all be set once any of `REQUIRED + TRIGGERS` is."""
+class ChannelConfig(FileSettings):
+    """Base: `REQUIRED` fields must all be set once any of `REQUIRED + TRIGGERS` is. Each variable may
+    instead name a file holding the value: `WHISTLE_SMS_ALIYUN_ACCESS_KEY_SECRET_FILE=/run/secrets/...`."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
@@ -159,7 +160,7 @@ class WebhookSettings(ChannelConfig):
     include_contact: bool = False  # send the recipient's name and phone in full (else masked)
 
 
-class LiveSettings(BaseSettings):
+class LiveSettings(FileSettings):
     """The in-process live feed (WebSocket fan-out); always present."""
 
     model_config = SettingsConfigDict(env_prefix="WHISTLE_LIVE_", frozen=True, extra="ignore")
@@ -183,7 +184,7 @@ def parse_quiet_hours(value: str) -> tuple[time, time] | None:
     return time(h1, m1), time(h2, m2)
 
 
-class DeliverySettings(BaseSettings):
+class DeliverySettings(FileSettings):
     """Retries, failover, per-recipient rate and quiet hours (see docs/NOTIFICATIONS.md)."""
 
     model_config = SettingsConfigDict(env_prefix="WHISTLE_NOTIFY_", frozen=True, extra="ignore")
@@ -197,6 +198,9 @@ class DeliverySettings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     rate_burst: int = Field(default=5, ge=1)
     rate_per_hour: float = Field(default=20.0, gt=0)
+    # hard caps counted in PostgreSQL across processes (alerts.caps); 0: no cap
+    recipient_max_per_hour: int = Field(default=20, ge=0)
+    sms_max_per_hour: int = Field(default=200, ge=0)
 
     @field_validator("quiet_hours")
     @classmethod

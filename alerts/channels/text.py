@@ -29,6 +29,8 @@ KIND_LABEL: Mapping[AlarmKind, str] = {
     AlarmKind.LONE_ELDER_INACTIVE: "独居老人异常",
     AlarmKind.WATER_CONTINUOUS_FLOW: "长流水",
     AlarmKind.DEVICE_OFFLINE: "设备离线",
+    AlarmKind.DEVICE_MASS_OFFLINE: "设备批量离线",
+    AlarmKind.SYSTEM_NOTIFICATION_CAP: "通知达到上限",
 }
 
 

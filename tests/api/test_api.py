@@ -75,6 +75,7 @@ async def test_registry_post_then_device_lookup(client: httpx.AsyncClient, db: D
         "online": None,
         "battery_pct": None,
         "rssi_dbm": None,
+        "gateway_id": None,
     }
     ts = now_ms()
     async with db.connection() as conn:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from alerts.channels.settings import AliyunSmsSettings
 from whistle.settings import Settings, SettingsError
 from whistle.timeutil import format_ms, parse_rfc3339
 
@@ -53,3 +56,42 @@ def test_rfc3339_round_trip_and_offsets() -> None:
     assert format_ms(parse_rfc3339("2026-11-24T08:15:00.123+08:00")) == "2026-11-24T00:15:00.123Z"
     with pytest.raises(ValueError, match="offset"):
         parse_rfc3339("2026-11-24T08:15:00")
+
+
+def test_a_setting_can_be_read_from_the_file_its_FILE_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = tmp_path / "database_url"
+    url.write_text("postgresql://whistle:s3cret@db:5432/whistle\n")  # as `echo ... > file` leaves it
+    token = tmp_path / "admin_token"
+    token.write_text("a-long-enough-admin-token-from-a-file")
+    monkeypatch.delenv("WHISTLE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("WHISTLE_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("WHISTLE_DATABASE_URL_FILE", str(url))
+    monkeypatch.setenv("WHISTLE_ADMIN_TOKEN_FILE", str(token))
+    monkeypatch.setenv("WHISTLE_PARTITIONS", "12")
+    s = Settings()
+    assert s.database_url == "postgresql://whistle:s3cret@db:5432/whistle"
+    assert s.token == "a-long-enough-admin-token-from-a-file"
+    assert s.partitions == 12  # plain variables still work beside files
+    # and for the channels' settings classes
+    secret = tmp_path / "aliyun"
+    secret.write_text("aliyun-secret")
+    monkeypatch.setenv("WHISTLE_SMS_ALIYUN_ACCESS_KEY_SECRET_FILE", str(secret))
+    aliyun = AliyunSmsSettings()
+    assert aliyun.access_key_secret is not None and aliyun.access_key_secret.get_secret_value() == "aliyun-secret"
+
+
+def test_a_variable_and_its_FILE_twin_together_or_an_unreadable_file_are_errors_naming_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    f = tmp_path / "mqtt_url"
+    f.write_text("mqtt://c:p@broker:1883")
+    monkeypatch.setenv("WHISTLE_MQTT_URL", "mqtt://other@broker:1883")
+    monkeypatch.setenv("WHISTLE_MQTT_URL_FILE", str(f))
+    with pytest.raises(SettingsError, match="set WHISTLE_MQTT_URL or WHISTLE_MQTT_URL_FILE, not both"):
+        Settings()
+    monkeypatch.delenv("WHISTLE_MQTT_URL")
+    monkeypatch.setenv("WHISTLE_MQTT_URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="WHISTLE_MQTT_URL_FILE: cannot read"):
+        Settings()
