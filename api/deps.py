@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.service import AlertService
+from whistle.bus import Bus
 from whistle.metrics import Sample
 from whistle.protocol import DEVICE_ID_PATTERN
 from whistle.store.db import Database
@@ -27,6 +28,7 @@ class ApiContext:
     db: Database
     alerts: AlertService
     admin_token: str
+    bus: Bus | None = None  # registry changes are announced on it, so every role takes them at once
     roles: list[str] = field(default_factory=list)
     registry_changed: Callable[[], Awaitable[None]] = _nothing  # after an import: reload the registry views
     health_details: Callable[[], dict[str, Any]] = dict

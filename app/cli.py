@@ -33,7 +33,7 @@ async def _serve(roles: list[str]) -> int:
 
 
 async def _registry_import(data: bytes) -> int:
-    from app.runtime import start_database
+    from app.runtime import start_bus, start_database
     from whistle.registry import RegistryError, import_registry, parse_registry
 
     settings = Settings()
@@ -44,8 +44,9 @@ async def _registry_import(data: bytes) -> int:
         return 2
     async with AsyncExitStack() as stack:
         db = await start_database(stack, settings)
+        bus = await start_bus(stack, settings, db)  # the running roles take the change at once
         try:
-            counts = await import_registry(db, reg)
+            counts = await import_registry(db, reg, bus=bus)
         except RegistryError as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -30,7 +30,7 @@ from app.metrics import collect_metrics, health_details
 from collectors.codecs import Limits
 from collectors.service import Collector, standard_lanes
 from rules.engine import RuleEngine
-from whistle.bus import MemoryBus, open_bus
+from whistle.bus import Bus, open_bus
 from whistle.bus_pg import PgLogBus
 from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
@@ -133,6 +133,20 @@ async def start_database(stack: AsyncExitStack, settings: Settings) -> Database:
     return db
 
 
+async def start_bus(stack: AsyncExitStack, settings: Settings, db: Database) -> Bus:
+    """The configured bus, started on `stack` (stopped when it unwinds)."""
+    bus = open_bus(
+        settings.bus_kind,
+        settings.partitions,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        db=db,
+        **({"retention_s": settings.bus_retention_hours * 3600} if settings.bus_kind == "postgres" else {}),
+    )
+    await bus.start()
+    stack.push_async_callback(bus.stop)
+    return bus
+
+
 async def run(
     settings: Settings,
     roles: Sequence[str],
@@ -147,20 +161,12 @@ async def run(
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {ROLES}")
     async with AsyncExitStack() as stack:
         db = await start_database(stack, settings)
-        bus = open_bus(
-            settings.bus_kind,
-            settings.partitions,
-            kafka_bootstrap=settings.kafka_bootstrap,
-            db=db,
-            **({"retention_s": settings.bus_retention_hours * 3600} if settings.bus_kind == "postgres" else {}),
-        )
-        if isinstance(bus, MemoryBus) and len(roles) < 3 and set(roles) != {"api"}:
+        if settings.bus_kind == "memory" and len(roles) < 3 and set(roles) != {"api"}:
             raise ValueError(
                 "with the in-process bus (WHISTLE_BUS=memory) the collector, rules and alerts roles must share one "
                 "process; the durable log (the default) or Kafka lets them run apart"
             )
-        await bus.start()
-        stack.push_async_callback(bus.stop)
+        bus = await start_bus(stack, settings, db)
         rt = Runtime(settings=settings, db=db, bus=bus)
         tasks: list[asyncio.Task[None]] = []
 
@@ -223,6 +229,7 @@ async def run(
                 db=db,
                 alerts=rt.alerts,
                 admin_token=settings.token,
+                bus=bus,
                 roles=list(roles),
                 registry_changed=lambda: registry_changed(rt),
                 health_details=lambda: health_details(rt),

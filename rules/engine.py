@@ -33,17 +33,29 @@ from pathlib import Path
 from rules.catalog import BULK_RULES, PRIORITY_RULES
 from rules.config import ConfigWatcher
 from rules.household_job import HouseholdJob
+from rules.lone_elder import TAG as LONE_ELDER_TAG
 from rules.processor import PartitionState, Processor, Rule
 from rules.topology import Topology, load_topology
-from whistle.bus import TOPIC_DETECTIONS, TOPIC_PRIORITY, TOPIC_READINGS, Bus, Consumer, Record, TopicPartition
-from whistle.domain import Detection
+from whistle.bus import (
+    TOPIC_DETECTIONS,
+    TOPIC_PRIORITY,
+    TOPIC_READINGS,
+    Bus,
+    Consumer,
+    Record,
+    TopicPartition,
+    partition_for,
+)
+from whistle.domain import AlarmKind, Detection
 from whistle.retry import Backoff, Stopped, until_done
-from whistle.serde import decode_reading, encode_detection
+from whistle.serde import decode_control, decode_reading, encode_detection
 from whistle.store.db import Database
+from whistle.store.reads import stored_meter_readings
 from whistle.store.writers import insert_bus_dead_letters
 
 log = logging.getLogger(__name__)
 
+LONE_ELDER_RULE = AlarmKind.LONE_ELDER_INACTIVE.value
 SNAPSHOT_FORMAT = 2  # 2: the lone-elder routine, the continuous-flow spans and the e-bike floor (2026-11-24)
 
 
@@ -175,6 +187,7 @@ class RuleEngine:
         topology_refresh_s: float = 60.0,
         lanes: dict[str, Sequence[Rule]] | None = None,
         daily_jobs: bool = True,
+        history_days: int = 14,
     ) -> None:
         self.bus = bus
         self.db = db
@@ -185,6 +198,8 @@ class RuleEngine:
         self.topology_refresh_s = topology_refresh_s
         self.watcher = ConfigWatcher(rules_file)
         self.topology = Topology()
+        self._topology_at = float("-inf")
+        self.history_days = history_days
         spec = lanes if lanes is not None else {TOPIC_PRIORITY: PRIORITY_RULES, TOPIC_READINGS: BULK_RULES}
         self.household_job = (
             HouseholdJob(db, bus, self.watcher.config.params().group_rental) if db is not None and daily_jobs else None
@@ -203,12 +218,58 @@ class RuleEngine:
         return sum(lane.stats.detections for lane in self.lanes.values())
 
     async def refresh_topology(self) -> None:
-        """Reload the registry facts the rules use."""
+        """Reload the registry facts the rules use; households newly tagged `lone_elder` learn their routine
+        from the readings already stored."""
         if self.db is None:
             return
+        before = self.topology
         self.topology = await load_topology(self.db)
+        self._topology_at = time.monotonic()
         for lane in self.lanes.values():
             lane.processor.reconfigure(topology=self.topology)
+        if before.households:  # not the first load: nothing to learn at start (the snapshots have it)
+            new = self.topology.tagged(LONE_ELDER_TAG) - before.tagged(LONE_ELDER_TAG)
+            if new:
+                await self._learn_from_history(sorted(new))
+
+    async def _take_registry(self, version: int) -> None:
+        """A registry change announced on the bus: reload before judging what follows it."""
+        if version > self.topology.version:
+            await self.refresh_topology()
+
+    async def _refresh_for_unknown(self, household_id: str) -> None:
+        """A reading of a household the rules have not heard of: reload (at most every 2 s) instead of judging
+        it blind."""
+        if time.monotonic() - self._topology_at >= 2.0:
+            log.info("household %s is not in the registry view: reloading it", household_id)
+            await self.refresh_topology()
+
+    async def _learn_from_history(self, households: Sequence[str]) -> None:
+        """Replay a newly tagged lone elder's last `history_days` of stored meter readings through the lone-elder
+        rule, into the partition that owns the household (detections of the past are not raised)."""
+        lane = self.lanes.get(TOPIC_READINGS)
+        if lane is None or self.db is None:
+            return
+        rules = [r for r in lane.processor.rules if r.name == LONE_ELDER_RULE]
+        if not rules:
+            return
+        replay = Processor(rules, config=self.watcher.config, topology=self.topology)
+        for hid in households:
+            p = partition_for(hid.encode(), await self.bus.partitions_of(lane.topic))
+            part = lane.parts.get(p)
+            if part is None:
+                continue  # another worker owns it
+            # up to this partition's event-time clock: a backfilled past season learns from its own weeks
+            until = part.clock if part.clock > 0 else None
+            readings = await stored_meter_readings(self.db, hid, days=self.history_days, until=until)
+            scratch = PartitionState()
+            for r in readings:
+                replay.process(scratch, r, [])
+            key = (LONE_ELDER_RULE, hid)
+            if key in scratch.states and key not in part.states:
+                part.states[key] = scratch.states[key]
+                lane.dirty.add(p)
+            log.info("lone elder %s: routine learned from %d stored readings", hid, len(readings))
 
     def poll_config(self) -> None:
         if self.watcher.poll():
@@ -300,22 +361,48 @@ class RuleEngine:
             await consumer.commit({tp: part.offset for tp, part, _ in items})
         lane.dirty.clear()
 
-    def _judge(self, lane: Lane, tp: TopicPartition, part: PartitionState, records: Sequence[Record]) -> int:
-        """Run a batch of one partition through the rules; poison records are set aside. Returns records judged."""
+    async def _judge(self, lane: Lane, tp: TopicPartition, part: PartitionState, records: Sequence[Record]) -> int:
+        """Run a batch of one partition through the rules; poison records are set aside. Returns records judged.
+
+        A registry change on the way reloads the registry view before the records behind it; a failure to
+        reload (the database away) raises, leaving the rest of the batch to be read again."""
         proc = lane.processor
+        bulk = lane.topic == TOPIC_READINGS
         n = 0
         for rec in records:
             if rec.offset < part.offset:
                 continue  # redelivered after a rebalance: already in the state
+            raw = rec.value
+            reading = None
             try:
-                proc.process(part, decode_reading(rec.value), lane.out)
-            except Exception as exc:  # a record that cannot be decoded or applied: never a crash loop
-                lane.poison.append((rec, f"{type(exc).__name__}: {exc}"))
-                log.error("%s: record %d of partition %d refused: %s", lane.topic, rec.offset, tp.partition, exc)
+                if raw[:1] == b"{":
+                    reading = decode_reading(raw)
+                else:
+                    control = decode_control(raw)
+                    if control is None:
+                        raise ValueError("neither a reading nor a control record")
+            except Exception as exc:  # a record that cannot be decoded: never a crash loop
+                self._refuse(lane, tp, rec, exc)
+            else:
+                if reading is None:
+                    assert control is not None
+                    await self._take_registry(control.version)
+                else:
+                    hid = reading.household_id
+                    if bulk and hid is not None and hid not in self.topology.households:
+                        await self._refresh_for_unknown(hid)
+                    try:
+                        proc.process(part, reading, lane.out)
+                    except Exception as exc:  # a reading no rule can apply
+                        self._refuse(lane, tp, rec, exc)
+                    n += 1
             part.offset = rec.offset + 1
             lane.marks[tp.partition] = self.bus.mark(rec)
-            n += 1
         return n
+
+    def _refuse(self, lane: Lane, tp: TopicPartition, rec: Record, exc: Exception) -> None:
+        lane.poison.append((rec, f"{type(exc).__name__}: {exc}"))
+        log.error("%s: record %d of partition %d refused: %s", lane.topic, rec.offset, tp.partition, exc)
 
     async def _drain_poison(self, lane: Lane, stop: asyncio.Event) -> None:
         if not lane.poison or self.db is None:
@@ -352,7 +439,7 @@ class RuleEngine:
                 # the committed offset after a restore): go back, read them again.
                 consumer.seek(tp, part.offset)
                 continue
-            lane.stats.evaluated += self._judge(lane, tp, part, records)
+            lane.stats.evaluated += await self._judge(lane, tp, part, records)
             lane.last_record_wall[tp.partition] = wall
             lane.dirty.add(tp.partition)
         wall_ms = int(wall * 1000)

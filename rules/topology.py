@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from whistle.absences import load_absences
+from whistle.changes import current_version
 from whistle.store.db import Database
 
 
@@ -25,6 +26,11 @@ class Topology:
     grid_parent: dict[str, str | None] = field(default_factory=dict)
     grid_street: dict[str, str] = field(default_factory=dict)
     absences: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # household → declared (start, end) ms
+    version: int = 0  # the registry_version this view reflects (whistle.changes)
+
+    def tagged(self, tag: str) -> frozenset[str]:
+        """The households that carry `tag`."""
+        return frozenset(h for h, info in self.households.items() if tag in info.tags)
 
     def lineage(self, grid_id: str | None) -> tuple[str, ...]:
         """The grid and its ancestors, nearest first."""
@@ -64,6 +70,7 @@ async def load_topology(db: Database) -> Topology:
     """Read the registry facts the rules use."""
     topo = Topology()
     async with db.connection() as conn:
+        topo.version = await current_version(conn)  # first: a change made while we read comes again later
         cur = await conn.execute("SELECT id, registered_occupants, tags FROM households")
         for hid, occupants, tags in await cur.fetchall():
             topo.households[hid] = HouseholdInfo(occupants, frozenset(tags))

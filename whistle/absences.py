@@ -8,6 +8,8 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
+from whistle.bus import Bus
+from whistle.changes import announce_after, announce_in
 from whistle.errors import ServiceError
 from whistle.store.db import Database
 
@@ -34,7 +36,7 @@ class Absence:
 
 
 async def add_absence(
-    db: Database, household_id: str, *, start: datetime, end: datetime, note: str, actor: str
+    db: Database, household_id: str, *, start: datetime, end: datetime, note: str, actor: str, bus: Bus | None = None
 ) -> Absence:
     """Record a declared absence of a household."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -43,7 +45,7 @@ async def add_absence(
         raise AbsenceError("end must be after start")
     if (end - start).days > MAX_ABSENCE_DAYS:
         raise AbsenceError(f"an absence longer than {MAX_ABSENCE_DAYS} days is not an absence; update the registry")
-    async with db.connection() as conn:
+    async with db.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT 1 FROM households WHERE id = %s", (household_id,))
         if await cur.fetchone() is None:
             raise AbsenceError(f"household {household_id} is not registered", not_found=True)
@@ -53,6 +55,8 @@ async def add_absence(
             (household_id, start, end, note, actor),
         )
         row = await cur.fetchone()
+        change = await announce_in(conn, bus, "absence")
+    await announce_after(bus, change)
     assert row is not None
     return Absence(row[0], household_id, start, end, note, actor, row[1])
 

@@ -110,6 +110,10 @@ class Bus(Protocol):
         """A digest of a record read from this bus: the same record in the same log gives the same mark."""
         ...
 
+    async def partitions_of(self, topic: str) -> int:
+        """How many partitions `topic` has (a key's partition is `partition_for(key, partitions_of(topic))`)."""
+        ...
+
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
 
 
@@ -120,6 +124,10 @@ class TransactionalBus(Bus, Protocol):
 
     async def append(self, conn: AsyncConnection[TupleRow], topic: str, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Append inside `conn`'s open transaction; returns how many records."""
+        ...
+
+    async def append_broadcast(self, conn: AsyncConnection[TupleRow], topic: str, value: bytes) -> int:
+        """One record with an empty key on every partition, inside `conn`'s open transaction."""
         ...
 
 
@@ -280,6 +288,9 @@ class MemoryBus:
     def mark(self, record: Record) -> str:
         r = record
         return record_digest(f"{self._epoch}/{r.topic}", r.partition, r.offset, r.timestamp, r.key, r.value)
+
+    async def partitions_of(self, topic: str) -> int:
+        return self._partitions
 
     def consumer(self, group: str, topics: Sequence[str]) -> MemoryConsumer:
         return MemoryConsumer(self, group, tuple(topics))

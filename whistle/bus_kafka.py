@@ -293,6 +293,11 @@ class KafkaBus:
         finally:
             await consumer.stop()
 
+    async def partitions_of(self, topic: str) -> int:
+        producer, _ = self._require()
+        await self.ensure_topics((topic,))
+        return len(await producer.partitions_for(topic))
+
     def mark(self, record: Record) -> str:
         r = record
         return record_digest(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)

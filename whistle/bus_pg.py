@@ -245,6 +245,9 @@ class PgLogBus:
         got = await self.read(tp, offset, 1)
         return self.mark(got[0]) if got and got[0].offset == offset else None
 
+    async def partitions_of(self, topic: str) -> int:
+        return (await self.topic(topic)).partitions
+
     def mark(self, record: Record) -> str:
         r = record
         info = self._topics.get(r.topic)

@@ -17,6 +17,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from whistle.bus import Bus
+from whistle.changes import announce_after, announce_in
 from whistle.domain import DeviceType, WorkerRole
 from whistle.errors import Invalid
 from whistle.store.db import Database
@@ -178,18 +180,24 @@ def _rows(reg: Registry) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-async def import_registry(db: Database, reg: Registry) -> dict[str, int]:
-    """Upsert every entry in one transaction; returns the count per section."""
+async def import_registry(db: Database, reg: Registry, *, bus: Bus | None = None) -> dict[str, int]:
+    """Upsert every entry in one transaction; returns the count per section.
+
+    With a `bus`, the change is announced there (whistle.changes), so every role takes it before it
+    judges any reading sent after this returns."""
     rows = _rows(reg)
     try:
-        async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            for section, sql in _UPSERTS.items():
-                if rows[section]:
-                    await cur.executemany(sql, rows[section])
-            await cur.execute("NOTIFY whistle_registry")
+        async with db.connection() as conn, conn.transaction():
+            async with conn.cursor() as cur:
+                for section, sql in _UPSERTS.items():
+                    if rows[section]:
+                        await cur.executemany(sql, rows[section])
+                await cur.execute("NOTIFY whistle_registry")
+            change = await announce_in(conn, bus, "registry")
     except psycopg.errors.ForeignKeyViolation as exc:
         detail = exc.diag.message_detail or str(exc)
         raise RegistryError(f"registry refers to an unknown id: {detail}") from exc
+    await announce_after(bus, change)
     return {section: len(r) for section, r in rows.items()}
 
 

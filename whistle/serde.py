@@ -1,8 +1,14 @@
-"""Bus serialisation of readings and detections: compact JSON, the same on every backend."""
+"""Bus serialisation of readings and detections: compact JSON, the same on every backend.
+
+Besides readings, the readings topics carry control records, told apart by their first byte (a reading
+is a JSON object, `{`): `R` a registry change (`RegistryChange`: every role reloads the registry before
+it judges the records after it).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from whistle.domain import (
@@ -85,3 +91,27 @@ def decode_detection(raw: bytes) -> Detection:
         grid_id=o["grid_id"],
         source_id=o["source_id"],
     )
+
+
+REGISTRY_CHANGE = b"R"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """The registry changed (an import, an absence, a tag): reload it before judging what follows."""
+
+    version: int
+    what: str
+    at: int
+
+
+def encode_registry_change(c: RegistryChange) -> bytes:
+    return REGISTRY_CHANGE + _dumps({"v": c.version, "what": c.what, "at": c.at}).encode()
+
+
+def decode_control(raw: bytes) -> RegistryChange | None:
+    """The control record `raw` holds, or None when it is a reading (or anything else not a control record)."""
+    if raw[:1] == REGISTRY_CHANGE:
+        o: dict[str, Any] = json.loads(raw[1:])
+        return RegistryChange(int(o["v"]), str(o.get("what", "")), int(o.get("at", 0)))
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import CurrentUser, Db, HouseholdId
+from api.deps import CurrentUser, Db, HouseholdId, Services
 from api.schemas import AbsenceCreate, AbsenceRead
 from whistle import absences
 
@@ -12,9 +12,11 @@ router = APIRouter()
 
 
 @router.post("/households/{household_id}/absences", response_model=AbsenceRead, status_code=status.HTTP_201_CREATED)
-async def post_absence(db: Db, user: CurrentUser, household_id: HouseholdId, body: AbsenceCreate) -> AbsenceRead:
+async def post_absence(ctx: Services, user: CurrentUser, household_id: HouseholdId, body: AbsenceCreate) -> AbsenceRead:
     """Declare that a household is away: no inactivity alert inside the span."""
-    absence = await absences.add_absence(db, household_id, start=body.start, end=body.end, note=body.note, actor=user)
+    absence = await absences.add_absence(
+        ctx.db, household_id, start=body.start, end=body.end, note=body.note, actor=user, bus=ctx.bus
+    )
     return AbsenceRead.model_validate(absence)
 
 

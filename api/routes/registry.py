@@ -15,6 +15,6 @@ router = APIRouter()
 
 @router.post("/registry", response_model=RegistryCounts)
 async def post_registry(ctx: Services, user: CurrentUser, body: Annotated[dict[str, Any], Body()]) -> RegistryCounts:
-    counts = await import_registry(ctx.db, parse_registry(body))
+    counts = await import_registry(ctx.db, parse_registry(body), bus=ctx.bus)
     await ctx.registry_changed()
     return RegistryCounts(**counts)
