@@ -107,7 +107,9 @@ def start_mosquitto(
     refused, client ids are bound to usernames, and collectors get a listener of their own (`service_port`)."""
     binary = binary or find_binary("mosquitto", MOSQUITTO_CANDIDATES)
     port = port or free_port()
-    service_port = free_port() if auth_dir is not None else None
+    service_port = None
+    while auth_dir is not None and service_port in (None, port):
+        service_port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf, logf = workdir / "mosquitto.conf", workdir / "mosquitto.log"
     listeners = (
@@ -117,7 +119,8 @@ def start_mosquitto(
     )
     conf.write_text(
         listeners + "persistence false\n"
-        "max_queued_messages 0\n"
+        # With an ACL, `max_queued_messages 0` makes Mosquitto 2.0.11 drop a client whose QoS 1 publish is denied.
+        + ("max_queued_messages 1000000000\n" if auth_dir is not None else "max_queued_messages 0\n")
         + (f"max_inflight_messages {max_inflight}\n" if max_inflight is not None else "")
         + "log_dest stderr\n"
         "log_type error\nlog_type warning\n" + ("log_type subscribe\n" if log_subscribe else "")
