@@ -1,4 +1,4 @@
-"""A cap on request bodies (an ASGI middleware): 413 before an oversized body is read into memory.
+"""A cap on request bodies (an ASGI middleware): 413 before more than the cap is read into memory.
 
 `Content-Length` over the cap is refused at once; a body sent without one (chunked) is counted as it
 arrives and refused when it passes the cap. Paths can have their own cap (a registry import is large).
@@ -11,10 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -37,29 +33,38 @@ class BodyLimit:
                 if length > limit:
                     await _refuse(send, limit)
                     return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
+        # Read the body up to the cap before the app sees any of it (the routes read whole bodies anyway).
+        parts: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
                 await _refuse(send, limit)
+                return
+            parts.append(chunk)
+            more = bool(message.get("more_body", False))
+        await self.app(scope, _replay(parts, None, receive), send)
+
+
+def _replay(parts: list[bytes], first: Message | None, receive: Receive) -> Receive:
+    """A receive that gives the buffered body as one message, then whatever the client sends next."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if first is not None:
+                return first
+            return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 async def _refuse(send: Send, limit: int) -> None:

@@ -83,10 +83,20 @@ class WhistleAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyp
         account = await accounts.check(session.username, session.password or "")
         if account is None:
             return False
-        if account.kind != "collector" and session.client_id != session.username:
+        if not client_id_allowed(account.kind, session.username, session.client_id or ""):
             log.warning("MQTT client %s refused: its client id must be its username", session.username)
             return False
         return True
+
+
+def client_id_allowed(kind: str, username: str, client_id: str) -> bool:
+    """Client ids bound to usernames: a device's is its username; a gateway's is its username or
+    `<username>-<n>` (a gateway may hold several connections); a collector's is free (its lanes and shares)."""
+    if kind == "collector":
+        return True
+    if kind == "gateway" and client_id.startswith(f"{username}-"):
+        return True
+    return client_id == username
 
 
 class WhistleTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped

@@ -118,7 +118,8 @@ def start_mosquitto(
         else f"listener {port} {HOST}\nallow_anonymous true\n"
     )
     conf.write_text(
-        listeners + "persistence false\n"
+        listeners
+        + "persistence false\n"
         # With an ACL, `max_queued_messages 0` makes Mosquitto 2.0.11 drop a client whose QoS 1 publish is denied.
         + ("max_queued_messages 1000000000\n" if auth_dir is not None else "max_queued_messages 0\n")
         + (f"max_inflight_messages {max_inflight}\n" if max_inflight is not None else "")

@@ -137,7 +137,8 @@ def check_password_strength(password: str, *, min_length: int) -> None:
         raise Invalid(f"a password needs at least {min_length} characters")
     if len(password) > 256:
         raise Invalid("a password has at most 256 characters")
-    if password.lower() in COMMON_PASSWORDS or len(set(password)) < 4:
+    letters = re.sub(r"[^a-z]", "", password.lower())
+    if password.lower() in COMMON_PASSWORDS or letters in COMMON_PASSWORDS or len(set(password)) < 4:
         raise Invalid("this password is too easy to guess")
 
 
