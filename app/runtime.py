@@ -250,8 +250,13 @@ async def registry_changed(rt: Runtime) -> None:
     if rt.collector is not None:
         await rt.collector.directory.load()
     if rt.settings.broker_auth_dir is not None:  # the broker's password file and ACL follow the registry
-        files = await render_broker_files(rt.db)
-        files.write(rt.settings.broker_auth_dir)
+        try:
+            files = await render_broker_files(rt.db)
+            files.write(rt.settings.broker_auth_dir)
+        except OSError:
+            log.exception(
+                "the broker's password file and ACL in %s could not be rewritten", rt.settings.broker_auth_dir
+            )
 
 
 async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:

@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from whistle import privacy
 from whistle.domain import AlarmKind, Severity
-from whistle.privacy import mask_name
+
+# Masking lives in the kernel (whistle.privacy); these names stay here for the code that imports them from here.
+mask_name = privacy.mask_name
+mask_phone = privacy.mask_phone
+redact = privacy.redact
 
 # Attempt codes that are ours rather than a provider's.
 NO_ADDRESS = "no_address"  # the recipient has no address on this channel: skip it, it is not a failure to retry

@@ -39,6 +39,8 @@ async def get_usage(
     end = until or datetime.now(UTC)
     if since.tzinfo is None or end.tzinfo is None:
         raise Invalid("since and until need a UTC offset")
+    if await queries.get_device(db, device_id, scope=user.scope) is None:
+        raise NotFound(f"device {device_id} not registered")
     rows = await queries.device_usage(db, device_id, since=since, until=end, max_gap_s=max_gap_s)
     return [UsageRead.model_validate(r) for r in rows]
 

@@ -82,6 +82,7 @@ async def pipeline(
 ) -> AsyncIterator[Runtime]:
     """Every role in this process, the collector on the private Mosquitto's collectors' listener."""
     settings = Settings(
+        broker_auth_dir=private_mosquitto.auth_dir,  # type: ignore[attr-defined]
         mqtt_url=private_mosquitto.service_url("whistle-collector", accounts["whistle-collector"]),
         database_url=db_url,
         http=f"127.0.0.1:{free_port()}",
@@ -163,3 +164,30 @@ async def test_the_embedded_broker_refuses_anonymous_clients_outside_the_demo(
         await off(anon.close)
     finally:
         await demo.stop()
+
+
+async def test_the_service_rewrites_the_broker_files_when_a_device_is_retired(
+    pipeline: Runtime, private_mosquitto: Broker, accounts: dict[str, str]
+) -> None:
+    """POST /devices/{id}/retire through the running service: its password file and ACL are rewritten (in
+    WHISTLE_BROKER_AUTH_DIR) without the device, and once Mosquitto reloads them the device is refused."""
+    b = private_mosquitto
+    auth: Path = b.auth_dir  # type: ignore[attr-defined]
+    assert "SM-0002:" in (auth / "passwd").read_text()
+    async with httpx.AsyncClient(
+        base_url=pipeline.http_url or "", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    ) as http:
+        r = await http.post("/api/v1/devices/SM-0002/retire", json={"reason": "拆除"})
+        assert r.status_code == 200, r.text
+    assert "SM-0002:" not in (auth / "passwd").read_text() and "SM-0002/" not in (auth / "acl").read_text()
+    assert "SM-0001:" in (auth / "passwd").read_text()
+    b.reload()  # what deploy/whistle-broker-auth.path does for a system Mosquitto
+    deadline = time.monotonic() + 15
+    while True:
+        answer = await asyncio.to_thread(
+            refused, b.port, client_id="SM-0002", username="SM-0002", password=accounts["SM-0002"]
+        )
+        if answer == REFUSED:
+            break
+        assert time.monotonic() < deadline, f"the retired device still connects: {answer}"
+        await asyncio.sleep(0.2)

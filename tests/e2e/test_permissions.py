@@ -630,8 +630,15 @@ async def grid_worker_of_another_grid(w: Walk) -> None:
     assert w.alarm_of[ticket] not in {a["id"] for a in alarms}
 
     url = w.base.replace("http", "ws") + "/api/v1/live"
-    conns = {u: await websockets.connect(f"{url}?token={w.tokens[u]}&recipient_id={u}") for u in ("W-A", "W-B")}
-    conns["SCR-1"] = await websockets.connect(f"{url}?token={w.tokens['SCR-1']}")
+    async with httpx.AsyncClient(base_url=w.base, timeout=30) as browser:  # W-B's page signed in: a cookie
+        cookie = (await browser.post("/api/v1/session", json={"token": w.tokens["W-B"]})).cookies["whistle_session"]
+    conns = {
+        "W-A": await websockets.connect(f"{url}?token={w.tokens['W-A']}&recipient_id=W-A"),
+        "W-B": await websockets.connect(
+            f"{url}?recipient_id=W-B", additional_headers={"Cookie": f"whistle_session={cookie}"}
+        ),
+        "SCR-1": await websockets.connect(f"{url}?token={w.tokens['SCR-1']}"),
+    }
     try:
         for ws in conns.values():
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
