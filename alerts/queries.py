@@ -14,7 +14,8 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from alerts.store import ALARM_COLUMNS, alarm_from_row, ticket_from_row
+from alerts.store import ALARM_COLUMNS, alarm_from_row, alarm_scope_sql, ticket_from_row, ticket_scope_sql
+from whistle.access import Scope
 from whistle.domain import Alarm, Ticket, TicketEvent
 from whistle.errors import Malformed, uuid_text
 from whistle.store.db import Database
@@ -46,10 +47,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_alarms(
-    db: Database, *, filters: Mapping[str, Any], since: datetime | None, limit: int, cursor: str | None
+    db: Database,
+    *,
+    filters: Mapping[str, Any],
+    since: datetime | None,
+    limit: int,
+    cursor: str | None,
+    scope: Scope | None = None,
 ) -> tuple[list[Alarm], str | None]:
-    """Alarms newest first (by detection time), filtered by equality on the given columns."""
+    """Alarms newest first (by detection time), filtered by equality on the given columns, within `scope`."""
     where = Where().eq(filters)
+    in_scope, scope_args = alarm_scope_sql(scope)
+    if scope is not None and not scope.all_grids:
+        where.add(in_scope, *scope_args)
     if since is not None:
         where.add("last_seen >= %s", since)
     if cursor:
@@ -64,10 +74,18 @@ async def list_alarms(
 
 
 async def list_tickets(
-    db: Database, *, filters: Mapping[str, Any], limit: int, cursor: str | None, ticket_id: str | None = None
+    db: Database,
+    *,
+    filters: Mapping[str, Any],
+    limit: int,
+    cursor: str | None,
+    ticket_id: str | None = None,
+    scope: Scope | None = None,
 ) -> tuple[list[TicketView], str | None]:
-    """Tickets newest first, each with its alarms and its history."""
+    """Tickets newest first, each with its alarms and its history, within `scope` (None: all of them)."""
     where = Where().eq(filters, prefix="t.")
+    if scope is not None and not scope.all_grids:
+        where.add(*_flat(ticket_scope_sql(scope)))
     if ticket_id is not None:
         where.add("t.id = %s::uuid", uuid_text(ticket_id, "ticket"))
     if cursor:
@@ -104,7 +122,11 @@ async def list_tickets(
     return [TicketView(t, tuple(history[t.id])) for t in page], nxt
 
 
-async def get_ticket(db: Database, ticket_id: str) -> TicketView | None:
-    """One ticket with its history, or None."""
-    items, _ = await list_tickets(db, filters={}, limit=1, cursor=None, ticket_id=ticket_id)
+async def get_ticket(db: Database, ticket_id: str, *, scope: Scope | None = None) -> TicketView | None:
+    """One ticket with its history, or None (also when it is outside `scope`)."""
+    items, _ = await list_tickets(db, filters={}, limit=1, cursor=None, ticket_id=ticket_id, scope=scope)
     return items[0] if items else None
+
+
+def _flat(condition: tuple[str, list[Any]]) -> tuple[Any, ...]:
+    return (condition[0], *condition[1])

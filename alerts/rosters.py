@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts.routing import Duty, Shift, on_duty
-from alerts.store import Conn, exists
+from alerts.store import Conn, grid_in_scope, worker_in_scope
+from whistle import audit
+from whistle.access import Scope
 from whistle.errors import Invalid, NotFound
 from whistle.store.db import Database
 
@@ -42,21 +44,32 @@ class Roster:
     backup_on_duty: list[str]
 
 
-async def get_roster(db: Database, *, grid_id: str, now: int) -> Roster:
-    """A grid's duty roster and who is on duty at `now`; NotFound for an unknown grid."""
+async def get_roster(db: Database, *, grid_id: str, now: int, scope: Scope | None = None) -> Roster:
+    """A grid's duty roster and who is on duty at `now`; NotFound for an unknown grid (or one outside `scope`)."""
     async with db.connection() as conn:
-        if not await exists(conn, "grids", grid_id):
+        if not await grid_in_scope(conn, grid_id, scope):
             raise NotFound(f"grid {grid_id} not found")
         shifts = await shifts_of(conn, [grid_id])
     return Roster(grid_id, shifts, on_duty(shifts, grid_id, now), on_duty(shifts, grid_id, now, Duty.BACKUP))
 
 
-async def set_roster(db: Database, *, grid_id: str, shifts: Sequence[Shift], actor: str) -> None:
-    """Replace a grid's roster; NotFound for an unknown grid, Invalid for an unknown worker."""
+async def set_roster(
+    db: Database, *, grid_id: str, shifts: Sequence[Shift], actor: str, scope: Scope | None = None
+) -> None:
+    """Replace a grid's roster (audited); NotFound for an unknown grid (or one outside `scope`), Invalid for an
+    unknown or offboarded worker."""
     async with db.connection() as conn, conn.transaction():
-        if not await exists(conn, "grids", grid_id):
+        if not await grid_in_scope(conn, grid_id, scope):
             raise NotFound(f"grid {grid_id} not found")
         for worker in sorted({s.worker_id for s in shifts}):
-            if not await exists(conn, "workers", worker):
+            if not await worker_in_scope(conn, worker, None):
                 raise Invalid(f"worker {worker} not found")
         await replace_roster(conn, grid_id, shifts, actor=actor)
+        await audit.record(
+            conn,
+            actor=actor,
+            action="roster.replace",
+            target_type="grid",
+            target_id=grid_id,
+            data={"shifts": len(shifts), "workers": sorted({s.worker_id for s in shifts})},
+        )

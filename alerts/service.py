@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +24,8 @@ from alerts.lifecycle import Change, decide, group_of
 from alerts.notify import SYSTEM, advance, reached_statuses
 from alerts.outbox import suppress_notifications
 from alerts.routing import route
-from alerts.storms import Scope, StormPolicy
+from alerts.storms import StormPolicy, StormScope
+from whistle.access import Scope
 from whistle.bus import TOPIC_DETECTIONS, Bus, Record, TopicPartition
 from whistle.domain import (
     Alarm,
@@ -170,6 +171,7 @@ class AlertService:
                         "ticket_id": result.ticket_id,
                         "assignee_id": result.assignee_id,
                         "kind": d.kind.value,
+                        "grid_id": d.grid_id,
                     }
                 )
         return result
@@ -270,7 +272,7 @@ class AlertService:
         return None
 
     async def _open_incident(
-        self, conn: store.Conn, d: Detection, scope: Scope, offline: int, total: int, now: int
+        self, conn: store.Conn, d: Detection, scope: StormScope, offline: int, total: int, now: int
     ) -> tuple[storms.Incident, tuple[Mapping[str, Any], ...], int]:
         """A device.mass_offline alarm on the scope, dispatched as one ticket, with the scope's held alarms."""
         incident = Detection(
@@ -396,13 +398,22 @@ class AlertService:
         return await advance(conn, ticket, now) if ticket else 0
 
     async def transition(
-        self, ticket_id: str, action: str, *, actor: str, outcome: Outcome | None = None, note: str | None = None
+        self,
+        ticket_id: str,
+        action: str,
+        *,
+        actor: str,
+        outcome: Outcome | None = None,
+        note: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
-        """Move a ticket along (ack, arrive, resolve, close), recording who, when and why."""
+        """Move a ticket along (ack, arrive, resolve, close), recording who, when and why.
+
+        With a `scope`, a ticket outside it is not found (the caller's part of the street, whistle.access)."""
         allowed, target, stamp = TRANSITIONS[action]
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
-            row = await self._lock(conn, ticket_id)
+            row = await self._lock(conn, ticket_id, scope)
             current = row.status
             if current not in allowed:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
@@ -435,10 +446,18 @@ class AlertService:
             assert ticket is not None
             queued = await advance(conn, ticket, now)
         self._queued(queued)
-        self.announce({"type": f"ticket.{target.value}", "ticket_id": ticket_id, "actor": actor})
+        self.announce(
+            {
+                "type": f"ticket.{target.value}",
+                "ticket_id": ticket_id,
+                "actor": actor,
+                "grid_id": row.grid_id,
+                "assignee_id": row.assignee_id,
+            }
+        )
 
-    async def _lock(self, conn: store.Conn, ticket_id: str) -> Ticket:
-        row = await store.lock_ticket(conn, uuid_text(ticket_id, "ticket"))
+    async def _lock(self, conn: store.Conn, ticket_id: str, scope: Scope | None = None) -> Ticket:
+        row = await store.lock_ticket_in_scope(conn, uuid_text(ticket_id, "ticket"), scope)
         if row is None:
             raise TicketError(f"ticket {ticket_id} not found", not_found=True)
         return row
@@ -451,22 +470,23 @@ class AlertService:
         assignee_id: str | None = None,
         grid_id: str | None = None,
         note: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
         """Give an open ticket to another worker (reassign) or another grid (transfer, routed there).
 
         The new assignee must acknowledge again: the ticket goes back to dispatched, its escalation
         restarts from the first step of its frozen policy, and the previous assignment's unsent
-        notifications are dropped."""
+        notifications are dropped. With a `scope`, the ticket, the grid and the worker must be in it."""
         action = "transfer" if grid_id is not None else "reassign"
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
-            row = await self._lock(conn, ticket_id)
+            row = await self._lock(conn, ticket_id, scope)
             current = row.status
             if current not in OPEN_STATUSES:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
-            if grid_id is not None and not await store.exists(conn, "grids", grid_id):
+            if grid_id is not None and not await store.grid_in_scope(conn, grid_id, scope):
                 raise TicketError(f"grid {grid_id} not found", invalid=True)
-            if assignee_id is not None and not await store.exists(conn, "workers", assignee_id):
+            if assignee_id is not None and not await store.worker_in_scope(conn, assignee_id, scope):
                 raise TicketError(f"worker {assignee_id} not found", invalid=True)
             new_grid = grid_id if grid_id is not None else row.grid_id
             if assignee_id is None:
@@ -510,15 +530,63 @@ class AlertService:
             assert ticket is not None
             queued = await advance(conn, ticket, now)
         self._queued(queued)
-        self.announce({"type": f"ticket.{action}", "ticket_id": ticket_id, "assignee_id": assignee_id, "actor": actor})
+        self.announce(
+            {
+                "type": f"ticket.{action}",
+                "ticket_id": ticket_id,
+                "assignee_id": assignee_id,
+                "actor": actor,
+                "grid_id": new_grid,
+                "from_grid_id": row.grid_id,
+                "from_assignee_id": row.assignee_id,
+            }
+        )
 
-    async def comment(self, ticket_id: str, *, actor: str, note: str) -> None:
+    async def comment(self, ticket_id: str, *, actor: str, note: str, scope: Scope | None = None) -> None:
         """Add a comment to a ticket's history (any status)."""
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
-            await self._lock(conn, ticket_id)
+            row = await self._lock(conn, ticket_id, scope)
             await store.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
-        self.announce({"type": "ticket.comment", "ticket_id": ticket_id, "actor": actor})
+        self.announce(
+            {
+                "type": "ticket.comment",
+                "ticket_id": ticket_id,
+                "actor": actor,
+                "grid_id": row.grid_id,
+                "assignee_id": row.assignee_id,
+            }
+        )
+
+    async def clear_alarms(self, alarm_ids: Sequence[str], *, actor: str, reason: str) -> int:
+        """Clear open alarms by hand (a device retired, say), each ticket noting who and why; returns how many."""
+        now = self.clock()
+        cleared: list[tuple[str, str | None]] = []
+        queued = 0
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id, grid_id FROM alarms WHERE id = ANY(%s::uuid[]) AND status <> 'cleared' FOR UPDATE",
+                (list(alarm_ids),),
+            )
+            cleared = [(str(r[0]), r[1]) for r in await cur.fetchall()]
+            for alarm_id, _grid in cleared:
+                await store.clear_alarms(conn, [alarm_id], now, {"cleared_by": actor, "reason": reason})
+                ticket_id = await store.ticket_for_alarm(conn, alarm_id)
+                if ticket_id:
+                    await store.add_ticket_event(
+                        conn,
+                        ticket_id,
+                        at=now,
+                        actor=actor,
+                        action="alarm_cleared",
+                        note=reason,
+                        data={"alarm_id": alarm_id},
+                    )
+                    queued += await self.after_clear(conn, ticket_id, now)
+        self._queued(queued)
+        for alarm_id, grid in cleared:
+            self.announce({"type": "alarm.clear", "alarm_id": alarm_id, "cleared_by": actor, "grid_id": grid})
+        return len(cleared)
 
 
 class AlertsWorker:

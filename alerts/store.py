@@ -18,6 +18,7 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.routing import Candidate
+from whistle.access import Scope
 from whistle.domain import (
     Alarm,
     AlarmKind,
@@ -194,7 +195,8 @@ async def routing_candidates(conn: Conn, grid_id: str | None) -> tuple[list[str]
         )
         chain = [r[0] for r in await cur.fetchall()]
     cur = await conn.execute(
-        "SELECT id, grid_id, role FROM workers WHERE grid_id = ANY(%s) OR grid_id IS NULL OR role = 'street_center'",
+        "SELECT id, grid_id, role FROM workers WHERE (grid_id = ANY(%s) OR grid_id IS NULL OR role = 'street_center') "
+        "AND retired_at IS NULL",
         (chain,),
     )
     workers = [Candidate(r[0], r[1], WorkerRole(r[2])) for r in await cur.fetchall()]
@@ -260,6 +262,47 @@ async def lock_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
     return ticket_from_row(row) if row is not None else None
 
 
+def ticket_scope_sql(scope: Scope | None, alias: str = "t") -> tuple[str, list[Any]]:
+    """A SQL condition keeping the tickets (alias `alias`) within a caller's scope: in its grids, assigned
+    to it, or notified to it (whistle.access). None: no restriction (the service itself)."""
+    if scope is None or scope.all_grids:
+        return "TRUE", []
+    parts: list[str] = []
+    args: list[Any] = []
+    if scope.grid_ids:
+        parts.append(f"{alias}.grid_id = ANY(%s)")
+        args.append(list(scope.grid_ids))
+    if scope.user_id is not None:
+        parts.append(f"{alias}.assignee_id = %s")
+        parts.append(f"EXISTS (SELECT 1 FROM notifications n WHERE n.ticket_id = {alias}.id AND n.recipient_id = %s)")
+        args += [scope.user_id, scope.user_id]
+    return ("(" + " OR ".join(parts) + ")" if parts else "FALSE"), args
+
+
+def alarm_scope_sql(scope: Scope | None, alias: str = "alarms") -> tuple[str, list[Any]]:
+    """A SQL condition keeping the alarms within a caller's scope: in its grids, or on a ticket in its scope."""
+    if scope is None or scope.all_grids:
+        return "TRUE", []
+    grid_sql, args = scope.grid_sql(f"{alias}.grid_id")
+    if scope.user_id is None:
+        return grid_sql, args
+    ticket_sql, ticket_args = ticket_scope_sql(Scope(False, (), scope.user_id), "st")
+    return (
+        f"({grid_sql} OR EXISTS (SELECT 1 FROM ticket_alarms sta JOIN tickets st ON st.id = sta.ticket_id "
+        f"WHERE sta.alarm_id = {alias}.id AND {ticket_sql}))",
+        [*args, *ticket_args],
+    )
+
+
+async def lock_ticket_in_scope(conn: Conn, ticket_id: str, scope: Scope | None) -> Ticket | None:
+    """The ticket, locked for this transaction, if it is within `scope` (None when it is not, or is not at all)."""
+    where, args = ticket_scope_sql(scope)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT * FROM tickets t WHERE t.id = %s AND {where} FOR UPDATE", (ticket_id, *args))
+        row = await cur.fetchone()
+    return ticket_from_row(row) if row is not None else None
+
+
 async def set_ticket_status(conn: Conn, ticket_id: str, status: str, **columns: Any) -> None:
     sets = ", ".join([f"{c} = %s" for c in columns] + ["status = %s"])
     await conn.execute(f"UPDATE tickets SET {sets} WHERE id = %s", (*columns.values(), status, ticket_id))
@@ -313,6 +356,22 @@ async def acknowledge_alarms(conn: Conn, ticket_id: str) -> None:
 async def exists(conn: Conn, table: str, row_id: str) -> bool:
     assert table in ("grids", "workers", "buildings", "devices", "households")
     cur = await conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
+    return await cur.fetchone() is not None
+
+
+async def grid_in_scope(conn: Conn, grid_id: str, scope: Scope | None) -> bool:
+    """Whether a grid exists (and lies within `scope`, if given)."""
+    where, args = (scope or Scope.everything()).grid_sql("id")
+    cur = await conn.execute(f"SELECT 1 FROM grids WHERE id = %s AND {where}", (grid_id, *args))
+    return await cur.fetchone() is not None
+
+
+async def worker_in_scope(conn: Conn, worker_id: str, scope: Scope | None) -> bool:
+    """Whether an active worker exists (and works within `scope`, if given)."""
+    where, args = (scope or Scope.everything()).grid_sql("grid_id")
+    cur = await conn.execute(
+        f"SELECT 1 FROM workers WHERE id = %s AND retired_at IS NULL AND {where}", (worker_id, *args)
+    )
     return await cur.fetchone() is not None
 
 

@@ -60,7 +60,7 @@ class StormPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class StormScope:
     """A building or a gateway: what a group of devices shares."""
 
     type: SubjectType  # BUILDING or GATEWAY
@@ -76,24 +76,24 @@ class Incident:
     kind: AlarmKind
 
 
-async def scopes_of(conn: Conn, device_id: str, building_id: str | None) -> list[Scope]:
+async def scopes_of(conn: Conn, device_id: str, building_id: str | None) -> list[StormScope]:
     """The device's gateway (if the registry names one), then its building."""
     cur = await conn.execute("SELECT gateway_id FROM devices WHERE id = %s", (device_id,))
     row = await cur.fetchone()
-    scopes = [Scope(SubjectType.GATEWAY, row[0])] if row and row[0] else []
+    scopes = [StormScope(SubjectType.GATEWAY, row[0])] if row and row[0] else []
     if building_id is not None:
-        scopes.append(Scope(SubjectType.BUILDING, building_id))
+        scopes.append(StormScope(SubjectType.BUILDING, building_id))
     return scopes
 
 
-async def lock_scopes(conn: Conn, scopes: Sequence[Scope]) -> None:
+async def lock_scopes(conn: Conn, scopes: Sequence[StormScope]) -> None:
     """Serialise the storm decisions of one scope for this transaction (gateways before buildings,
     always in that order, so two decisions never wait on each other)."""
     for scope in scopes:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"storm:{scope.type.value}:{scope.id}",))
 
 
-async def open_incident(conn: Conn, scopes: Sequence[Scope]) -> Incident | None:
+async def open_incident(conn: Conn, scopes: Sequence[StormScope]) -> Incident | None:
     """An open incident covering one of `scopes`: a device.mass_offline alarm on it, else an elevator
     power loss in the building."""
     for scope in scopes:
@@ -121,7 +121,7 @@ async def open_incident(conn: Conn, scopes: Sequence[Scope]) -> Incident | None:
     return None
 
 
-def _members(scope: Scope) -> tuple[str, tuple[str, ...]]:
+def _members(scope: StormScope) -> tuple[str, tuple[str, ...]]:
     """SQL (over alarms `a`) selecting the open, unsilenced device.offline alarms of a scope."""
     if scope.type is SubjectType.GATEWAY:
         where = "a.subject_id IN (SELECT id FROM devices WHERE gateway_id = %s)"
@@ -134,7 +134,7 @@ def _members(scope: Scope) -> tuple[str, tuple[str, ...]]:
     return sql, (scope.id,)
 
 
-async def count_offline(conn: Conn, scope: Scope) -> tuple[int, int]:
+async def count_offline(conn: Conn, scope: StormScope) -> tuple[int, int]:
     """(devices of the scope offline now, devices of the scope in the registry)."""
     members, args = _members(scope)
     cur = await conn.execute(f"SELECT count(DISTINCT a.subject_id) FROM alarms a WHERE {members}", args)
@@ -179,7 +179,7 @@ async def join(conn: Conn, incident: Incident, alarm_id: str, *, device_id: str,
     )
 
 
-async def adopt(conn: Conn, scope: Scope, incident: Incident, *, now: int) -> list[str]:
+async def adopt(conn: Conn, scope: StormScope, incident: Incident, *, now: int) -> list[str]:
     """Put the scope's open offline alarms that have no ticket (held ones) under a new incident. Rows
     another transaction holds (the escalation worker releasing them) are skipped: it will find the
     incident itself once this commits."""

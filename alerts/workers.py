@@ -75,7 +75,14 @@ class EscalationWorker:
         if queued:
             self.service.outbox_ready.set()
             for t in due:
-                self.service.announce({"type": "ticket.escalated", "ticket_id": str(t["id"])})
+                self.service.announce(
+                    {
+                        "type": "ticket.escalated",
+                        "ticket_id": str(t["id"]),
+                        "grid_id": t["grid_id"],
+                        "assignee_id": t["assignee_id"],
+                    }
+                )
         return len(due)
 
     async def clear_quiet(self) -> int:
@@ -85,18 +92,18 @@ class EscalationWorker:
             return 0
         kinds = [k.value for k in self.quiet_periods]
         periods = [self.quiet_periods[k] * 1000 for k in self.quiet_periods]
-        cleared: list[tuple[str, str | None]] = []
+        cleared: list[tuple[str, str | None, str | None]] = []
         async with self.db.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT a.id, ta.ticket_id FROM alarms a "
+                "SELECT a.id, ta.ticket_id, a.grid_id FROM alarms a "
                 "JOIN unnest(%s::text[], %s::bigint[]) q(kind, ms) ON q.kind = a.kind "
                 "LEFT JOIN ticket_alarms ta ON ta.alarm_id = a.id "
                 "WHERE a.status <> 'cleared' AND a.last_seen < %s::timestamptz - q.ms * interval '1 millisecond' "
                 "ORDER BY a.last_seen LIMIT 500 FOR UPDATE OF a SKIP LOCKED",
                 (kinds, periods, to_datetime(now)),
             )
-            cleared = [(str(r[0]), str(r[1]) if r[1] else None) for r in await cur.fetchall()]
-            for alarm_id, ticket_id in cleared:
+            cleared = [(str(r[0]), str(r[1]) if r[1] else None, r[2]) for r in await cur.fetchall()]
+            for alarm_id, ticket_id, _grid in cleared:
                 await store.clear_alarms(conn, [alarm_id], now, {"cleared_by": "quiet_period"})
                 if ticket_id:
                     await store.add_ticket_event(
@@ -109,8 +116,10 @@ class EscalationWorker:
                     )
                     await self.service.after_clear(conn, ticket_id, now)
         self.cleared += len(cleared)
-        for alarm_id, _ in cleared:
-            self.service.announce({"type": "alarm.clear", "alarm_id": alarm_id, "cleared_by": "quiet_period"})
+        for alarm_id, _, grid in cleared:
+            self.service.announce(
+                {"type": "alarm.clear", "alarm_id": alarm_id, "cleared_by": "quiet_period", "grid_id": grid}
+            )
         return len(cleared)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from api.deps import ApiContext
+from api.limits import BodyLimit
 from api.routes import router
 from whistle import __version__
 from whistle.errors import ServiceError
@@ -15,9 +16,11 @@ from whistle.metrics import CONTENT_TYPE, render
 
 
 def status_of(exc: ServiceError) -> int:
-    """The HTTP status of a refusal: 404 not found, 400 malformed, 422 invalid, otherwise 409 (a conflict)."""
+    """The HTTP status of a refusal: 404 not found, 403 forbidden, 400 malformed, 422 invalid, otherwise 409."""
     if exc.not_found:
         return status.HTTP_404_NOT_FOUND
+    if exc.forbidden:
+        return status.HTTP_403_FORBIDDEN
     if exc.malformed:
         return status.HTTP_400_BAD_REQUEST
     if exc.invalid:
@@ -32,6 +35,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(router)
+    app.add_middleware(
+        BodyLimit,
+        default=ctx.access.max_body_bytes,
+        paths={"/api/v1/registry": ctx.access.max_registry_bytes},
+    )
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:

@@ -9,8 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.queries import TicketView
 from alerts.rosters import Roster
+from whistle.access import ACCOUNT_ROLES, Role
 from whistle.domain import Alarm, AlarmKind, Outcome, TicketEvent
+from whistle.privacy import mask_json, mask_phones_in
 from whistle.timeutil import to_datetime
+
+ID = r"^[A-Za-z0-9_\-]{1,64}$"
+
+
+def _text(value: str | None, masked: bool) -> str | None:
+    return mask_phones_in(value) if masked and value is not None else value
+
 
 T = TypeVar("T")
 
@@ -37,7 +46,7 @@ class AlarmRead(BaseModel):
     evidence: dict[str, Any]
 
     @classmethod
-    def of(cls, a: Alarm) -> AlarmRead:
+    def of(cls, a: Alarm, *, masked: bool = False) -> AlarmRead:
         return cls(
             id=a.id,
             kind=a.kind.value,
@@ -52,7 +61,7 @@ class AlarmRead(BaseModel):
             last_seen=to_datetime(a.last_seen),
             detected_at=to_datetime(a.detected_at),
             count=a.count,
-            evidence=dict(a.evidence),
+            evidence=mask_json(dict(a.evidence)) if masked else dict(a.evidence),
         )
 
 
@@ -66,15 +75,15 @@ class TicketEventRead(BaseModel):
     data: dict[str, Any]
 
     @classmethod
-    def of(cls, e: TicketEvent) -> TicketEventRead:
+    def of(cls, e: TicketEvent, *, masked: bool = False) -> TicketEventRead:
         return cls(
             at=to_datetime(e.at),
             actor=e.actor,
             action=e.action,
             from_status=e.from_status,
             to_status=e.to_status,
-            note=e.note,
-            data=dict(e.data),
+            note=_text(e.note, masked),
+            data=mask_json(dict(e.data)) if masked else dict(e.data),
         )
 
 
@@ -102,7 +111,8 @@ class TicketRead(BaseModel):
     escalation_due_at: datetime | None = None
 
     @classmethod
-    def of(cls, view: TicketView) -> TicketRead:
+    def of(cls, view: TicketView, *, masked: bool = False) -> TicketRead:
+        """The wire form; `masked` (a screen) masks phone numbers in notes and event data."""
         t = view.ticket
         return cls(
             id=t.id,
@@ -118,8 +128,8 @@ class TicketRead(BaseModel):
             arrived_at=_dt(t.arrived_at),
             resolved_at=_dt(t.resolved_at),
             outcome=t.outcome.value if t.outcome else None,
-            note=t.note,
-            history=[TicketEventRead.of(e) for e in view.history],
+            note=_text(t.note, masked),
+            history=[TicketEventRead.of(e, masked=masked) for e in view.history],
             closed_at=_dt(t.closed_at),
             escalation_due_at=_dt(t.escalation_due_at),
         )
@@ -213,6 +223,11 @@ class SilenceCreate(BaseModel):
     start: datetime
     end: datetime
     reason: str = Field(default="", max_length=500)
+    life_safety: bool = Field(
+        default=False,
+        description="required (with a reason and at most WHISTLE_LIFE_SAFETY_SILENCE_MAX_HOURS) for a silence "
+        "that covers smoke.fire or elevator.trapped, or every kind",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SilenceCreate:
@@ -234,6 +249,8 @@ class SilenceRead(BaseModel):
     reason: str
     created_by: str
     created_at: datetime
+    life_safety: bool = False
+    ended_by: str | None = None
 
 
 class DeadLetterRead(BaseModel):
@@ -285,6 +302,8 @@ class UsageRead(BaseModel):
 class AbsenceCreate(BaseModel):
     """A declared absence: inactivity alerts for the household are suppressed inside it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     start: datetime
     end: datetime
     note: str = Field(default="", max_length=500)
@@ -308,6 +327,7 @@ class RegistryCounts(BaseModel):
     households: int
     devices: int
     workers: int
+    retired: dict[str, list[str]] | None = Field(default=None, description="mode=replace: the ids retired")
 
 
 class Health(BaseModel):
@@ -316,3 +336,171 @@ class Health(BaseModel):
     database: str
     roles: list[str]
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- people and permissions ------------------------------------------------------------------------
+
+
+class UserCreate(BaseModel):
+    """A named account; registry workers need no creation."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID)
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+    grid_id: str | None = Field(default=None, pattern=ID, description="none: every grid")
+
+    @model_validator(mode="after")
+    def _check(self) -> UserCreate:
+        if self.role not in ACCOUNT_ROLES:
+            raise ValueError(
+                "named accounts are admin, ops_center, screen or integration; workers come from the registry"
+            )
+        return self
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    role: str
+    grid_id: str | None
+    kind: str
+    active: bool
+    has_password: bool
+    active_tokens: int
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(default="", max_length=100)
+    ttl_days: float | None = Field(default=None, gt=0, le=366, description="default: WHISTLE_TOKEN_TTL_DAYS")
+
+
+class TokenIssued(BaseModel):
+    """The token is shown this once; only its hash is kept."""
+
+    token: str
+    user_id: str
+    expires_at: datetime
+
+
+class TokensRevoked(BaseModel):
+    user_id: str
+    revoked: int
+
+
+class PasswordSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SessionCreate(BaseModel):
+    """Sign in with a token, or with a user id and password."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: str | None = Field(default=None, max_length=200)
+    user: str | None = Field(default=None, pattern=ID)
+    password: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionCreate:
+        if (self.token is None) == (self.user is None or self.password is None):
+            raise ValueError('sign in with {"token": ...} or with {"user": ..., "password": ...}')
+        return self
+
+
+class ScopeRead(BaseModel):
+    all_grids: bool
+    grid_ids: list[str]
+
+
+class MeRead(BaseModel):
+    id: str
+    name: str
+    role: str
+    grid_id: str | None
+    scope: ScopeRead
+    permissions: list[str]
+    via: str
+
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    data: dict[str, Any]
+
+
+class PersonalDataReadRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor: str
+    household_id: str
+    ticket_id: str | None
+    fields: list[str]
+    purpose: str
+
+
+class ContactRead(BaseModel):
+    name: str
+    phone: str | None = None
+    relation: str | None = None
+
+
+class TicketContactsRead(BaseModel):
+    ticket_id: str
+    household_id: str | None
+    unit: str
+    contacts: list[ContactRead]
+
+
+class WorkerRead(BaseModel):
+    id: str
+    name: str
+    role: str
+    grid_id: str | None
+    phone: str | None
+    active: bool
+
+
+class HouseholdRead(BaseModel):
+    """A household; its contacts masked (they are read in full only on a ticket, and that read is logged)."""
+
+    id: str
+    building_id: str
+    grid_id: str | None
+    unit: str
+    registered_occupants: int
+    tags: list[str]
+    contacts: list[ContactRead]
+    retired: bool
+    erased: bool
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class DeviceRetired(BaseModel):
+    device_id: str
+    alarms_cleared: int
+
+
+class WorkerOffboarded(BaseModel):
+    worker_id: str
+    tokens_revoked: int
+    reassigned: list[str]
+    unassigned: list[str]
+
+
+class ErasureRead(BaseModel):
+    household_id: str
+    contacts_erased: int
+    notifications_scrubbed: int

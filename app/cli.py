@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import sys
@@ -16,10 +17,19 @@ from whistle.settings import Settings, SettingsError
 log = logging.getLogger("whistle")
 
 
+def cli_actor() -> str:
+    """Who a command-line change is recorded as: the operating-system user who ran it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
 async def _serve(roles: list[str]) -> int:
     from app.runtime import Runtime, install_signal_handlers, run
 
     settings = Settings()
+    settings.check_secrets()
     stop = asyncio.Event()
     install_signal_handlers(stop)
 
@@ -32,9 +42,12 @@ async def _serve(roles: list[str]) -> int:
     return 0
 
 
-async def _registry_import(data: bytes) -> int:
+async def _registry_import(data: bytes, mode: str = "upsert") -> int:
+    from alerts.retirement import follow_up_retirements
+    from alerts.service import AlertService
     from app.runtime import start_bus, start_database
-    from whistle.registry import RegistryError, import_registry, parse_registry
+    from whistle.broker_auth import render
+    from whistle.registry import RegistryError, apply_import, parse_registry
 
     settings = Settings()
     try:
@@ -46,11 +59,113 @@ async def _registry_import(data: bytes) -> int:
         db = await start_database(stack, settings)
         bus = await start_bus(stack, settings, db)  # the running roles take the change at once
         try:
-            counts = await import_registry(db, reg, bus=bus)
+            done = await apply_import(
+                db,
+                reg,
+                actor=cli_actor(),
+                mode="replace" if mode == "replace" else "upsert",
+                chunk_rows=settings.registry_chunk_rows,
+                bus=bus,
+            )
         except RegistryError as exc:
             print(str(exc), file=sys.stderr)
             return 2
-    print(json.dumps(counts, ensure_ascii=False))
+        out: dict[str, object] = dict(done.counts)
+        if mode == "replace":
+            out["retired"] = done.retired
+            out["follow_up"] = await follow_up_retirements(AlertService(db), done.retired, actor=cli_actor())
+        if settings.broker_auth_dir is not None:
+            (await render(db)).write(settings.broker_auth_dir)
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+async def _users(args: argparse.Namespace) -> int:
+    from app.runtime import start_database
+    from whistle import users
+    from whistle.access import Role
+    from whistle.errors import ServiceError
+
+    settings = Settings()
+    actor = cli_actor()
+    async with AsyncExitStack() as stack:
+        db = await start_database(stack, settings)
+        try:
+            if args.users_command == "add":
+                made = await users.add_user(
+                    db,
+                    user_id=args.id,
+                    name=args.name or args.id,
+                    role=Role(args.role),
+                    grid_id=args.grid,
+                    actor=actor,
+                )
+                print(json.dumps({"id": made.id, "role": made.role.value, "grid_id": made.grid_id}))
+            elif args.users_command == "token":
+                ttl = (args.ttl_days or settings.token_ttl_days) * 86400.0
+                issued = await users.issue_token(db, args.id, actor=actor, ttl_s=ttl, label=args.label)
+                print(issued.token)  # shown this once; only its hash is kept
+                print(f"expires {issued.expires_at.isoformat()}", file=sys.stderr)
+            elif args.users_command == "revoke":
+                n = await users.revoke_tokens(db, args.id, actor=actor)
+                print(json.dumps({"id": args.id, "revoked": n}))
+            elif args.users_command == "password":
+                password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("new password: ")
+                await users.set_password(db, args.id, password, actor=actor, min_length=settings.min_password_length)
+                print(json.dumps({"id": args.id, "password": "set"}))
+            else:
+                for u in await users.list_users(db):
+                    print(
+                        json.dumps(
+                            {
+                                "id": u.id,
+                                "name": u.name,
+                                "role": u.role.value,
+                                "grid_id": u.grid_id,
+                                "kind": u.kind,
+                                "active": u.active,
+                                "active_tokens": u.active_tokens,
+                            },
+                            ensure_ascii=False,
+                        )
+                    )
+        except ServiceError as exc:
+            print(f"whistle: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+async def _device_credentials(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from app.runtime import start_database
+    from whistle.broker_auth import GatewaySpec, provision, render, write_credentials_csv
+    from whistle.errors import ServiceError
+
+    settings = Settings()
+    out: Path = args.out
+    async with AsyncExitStack() as stack:
+        db = await start_database(stack, settings)
+        try:
+            issued = await provision(
+                db,
+                actor=cli_actor(),
+                gateways=[GatewaySpec.parse(g) for g in args.gateway],
+                collectors=args.collector or ["whistle-collector"],
+                rotate=args.rotate,
+            )
+        except ServiceError as exc:
+            print(f"whistle: {exc}", file=sys.stderr)
+            return 2
+        files = await render(db)
+    written = files.write(out)
+    summary: dict[str, object] = {"accounts": files.accounts, "files": [str(p) for p in written], "issued": len(issued)}
+    if issued:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        csv_path = write_credentials_csv(out / f"credentials-{stamp}.csv", issued)
+        summary["credentials_csv"] = str(csv_path)
+        summary["note"] = "the new passwords are in the CSV only (mode 0600): hand them out, then delete it"
+    print(json.dumps(summary, ensure_ascii=False))
     return 0
 
 
@@ -122,6 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
     reg_sub = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_sub.add_parser("import", help="import a registry JSON file (upsert by id)")
     imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--mode",
+        choices=["upsert", "replace"],
+        default="upsert",
+        help="replace: also retire what the file no longer lists (in the sections it has)",
+    )
+
+    usr = sub.add_parser("users", help="accounts: named users, tokens, passwords")
+    usr_sub = usr.add_subparsers(dest="users_command", required=True)
+    add = usr_sub.add_parser("add", help="create a named account (admin, ops_center, screen, integration)")
+    add.add_argument("id")
+    add.add_argument("--role", required=True, choices=["admin", "ops_center", "screen", "integration"])
+    add.add_argument("--grid", default=None, help="limit the account to this grid and the grids below it")
+    add.add_argument("--name", default=None)
+    tok = usr_sub.add_parser("token", help="issue a bearer token (printed once) for a user or registry worker")
+    tok.add_argument("id")
+    tok.add_argument("--ttl-days", type=float, default=None)
+    tok.add_argument("--label", default="")
+    rev = usr_sub.add_parser("revoke", help="revoke every token and session of an account")
+    rev.add_argument("id")
+    pwd = usr_sub.add_parser("password", help="set or reset an account's password (asked for, never an argument)")
+    pwd.add_argument("id")
+    pwd.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+    usr_sub.add_parser("list", help="named accounts and registry workers")
+
+    dev = sub.add_parser("devices", help="device commands")
+    dev_sub = dev.add_subparsers(dest="devices_command", required=True)
+    cred = dev_sub.add_parser(
+        "credentials",
+        help="broker accounts for every device (new passwords in a CSV, once), the password file and ACL",
+    )
+    cred.add_argument("--out", type=Path, required=True, help="directory for passwd, acl, service.passwd, service.acl")
+    cred.add_argument(
+        "--gateway", action="append", default=[], help="NAME (every device) or NAME=DEV1,DEV2: a gateway account"
+    )
+    cred.add_argument("--collector", action="append", default=[], help="collector account (whistle-collector)")
+    cred.add_argument("--rotate", action="append", default=[], help="issue a new password for this username")
 
     rules = sub.add_parser("rules", help="rule configuration commands")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -153,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "health":
             return _health(args)
         if args.command == "registry":
-            return asyncio.run(_registry_import(args.file.read_bytes()))
+            return asyncio.run(_registry_import(args.file.read_bytes(), args.mode))
+        if args.command == "users":
+            return asyncio.run(_users(args))
+        if args.command == "devices":
+            return asyncio.run(_device_credentials(args))
         if args.command == "rules":
             return _rules_check(args.file)
         if args.command == "simulate":

@@ -18,11 +18,12 @@ from typing import Any
 import uvicorn
 
 from alerts.outbox import OutboxSender
+from alerts.privacy import RetentionWorker
 from alerts.service import AlertService, AlertsWorker
 from alerts.storms import StormPolicy
 from alerts.workers import EscalationWorker
 from api.app import create_app
-from api.deps import ApiContext
+from api.deps import AccessConfig, ApiContext
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.health import write_heartbeats
@@ -30,6 +31,8 @@ from app.metrics import collect_metrics, health_details
 from collectors.codecs import Limits
 from collectors.service import Collector, standard_lanes
 from rules.engine import RuleEngine
+from whistle.broker_auth import live_accounts
+from whistle.broker_auth import render as render_broker_files
 from whistle.bus import Bus, open_bus
 from whistle.bus_pg import PgLogBus
 from whistle.mqtt import MqttEndpoint
@@ -188,7 +191,9 @@ async def run(
         if "collector" in roles:
             mqtt_url = settings.mqtt_url
             if not mqtt_url:
-                broker = EmbeddedBroker()
+                broker = EmbeddedBroker(
+                    open_broker=settings.demo or settings.mqtt_open_broker, accounts=lambda: live_accounts(db)
+                )
                 await broker.start()
                 stack.push_async_callback(broker.stop)
                 mqtt_url = broker.url
@@ -223,6 +228,8 @@ async def run(
             rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts)
             tasks.append(asyncio.create_task(rt.outbox.run(stop), name="outbox"))
             tasks.append(asyncio.create_task(rt.escalation.run(stop), name="escalation"))
+            retention = RetentionWorker(db, retention_s=settings.notification_phone_retention_days * 86400.0)
+            tasks.append(asyncio.create_task(retention.run(stop), name="retention"))
         http_stop: tuple[_Server, asyncio.Task[None]] | None = None
         if "api" in roles:
             ctx = ApiContext(
@@ -234,6 +241,7 @@ async def run(
                 registry_changed=lambda: registry_changed(rt),
                 health_details=lambda: health_details(rt),
                 metrics=lambda: collect_metrics(rt),
+                access=AccessConfig.from_settings(settings),
             )
             server = _Server(
                 uvicorn.Config(
@@ -285,6 +293,14 @@ async def registry_changed(rt: Runtime) -> None:
     """After a registry import through this process's API: its own views of the registry are reloaded."""
     if rt.collector is not None:
         await rt.collector.directory.load()
+    if rt.settings.broker_auth_dir is not None:  # the broker's password file and ACL follow the registry
+        try:
+            files = await render_broker_files(rt.db)
+            files.write(rt.settings.broker_auth_dir)
+        except OSError:
+            log.exception(
+                "the broker's password file and ACL in %s could not be rewritten", rt.settings.broker_auth_dir
+            )
 
 
 async def _stop_server(server: _Server, task: asyncio.Task[None]) -> None:

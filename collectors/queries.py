@@ -8,6 +8,7 @@ from datetime import datetime
 
 from psycopg.rows import class_row, dict_row
 
+from whistle.access import Scope
 from whistle.store.db import Database
 from whistle.store.query import Where
 
@@ -90,16 +91,17 @@ async def list_dead_letters(
     return items, (int(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
 
-async def get_device(db: Database, device_id: str) -> DeviceView | None:
-    """The registry entry with its placement and last known state."""
+async def get_device(db: Database, device_id: str, *, scope: Scope | None = None) -> DeviceView | None:
+    """The registry entry with its placement and last known state (None outside `scope`)."""
+    in_scope, args = (scope or Scope.everything()).grid_sql("b.grid_id")
     async with db.connection() as conn, conn.cursor(row_factory=class_row(DeviceView)) as cur:
         await cur.execute(
             "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id) AS building_id, "
             "b.grid_id, d.location, s.last_seen, s.online, s.battery_pct, s.rssi_dbm, d.gateway_id "
             "FROM devices d LEFT JOIN households h ON h.id = d.household_id "
             "LEFT JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) "
-            "LEFT JOIN device_state s ON s.device_id = d.id WHERE d.id = %s",
-            (device_id,),
+            f"LEFT JOIN device_state s ON s.device_id = d.id WHERE d.id = %s AND {in_scope}",
+            (device_id, *args),
         )
         return await cur.fetchone()
 

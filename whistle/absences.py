@@ -8,10 +8,15 @@ from datetime import datetime
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
+from whistle import audit
+from whistle.access import Scope
 from whistle.bus import Bus
 from whistle.changes import announce_after, announce_in
 from whistle.errors import ServiceError
 from whistle.store.db import Database
+
+# A household within a scope: the grid of its building.
+_HOUSEHOLD_IN_SCOPE = "SELECT 1 FROM households h JOIN buildings b ON b.id = h.building_id WHERE h.id = %s AND "
 
 
 class AbsenceError(ServiceError):
@@ -35,10 +40,25 @@ class Absence:
     created_at: datetime
 
 
+async def household_in_scope(conn: AsyncConnection[TupleRow], household_id: str, scope: Scope | None) -> bool:
+    """Whether a household exists (and its building lies within `scope`, if given)."""
+    where, args = (scope or Scope.everything()).grid_sql("b.grid_id")
+    cur = await conn.execute(_HOUSEHOLD_IN_SCOPE + where, (household_id, *args))
+    return await cur.fetchone() is not None
+
+
 async def add_absence(
-    db: Database, household_id: str, *, start: datetime, end: datetime, note: str, actor: str, bus: Bus | None = None
+    db: Database,
+    household_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    note: str,
+    actor: str,
+    scope: Scope | None = None,
+    bus: Bus | None = None,
 ) -> Absence:
-    """Record a declared absence of a household."""
+    """Record a declared absence of a household (within `scope`), audited."""
     if start.tzinfo is None or end.tzinfo is None:
         raise AbsenceError("start and end need a UTC offset (RFC 3339)")
     if end <= start:
@@ -46,8 +66,7 @@ async def add_absence(
     if (end - start).days > MAX_ABSENCE_DAYS:
         raise AbsenceError(f"an absence longer than {MAX_ABSENCE_DAYS} days is not an absence; update the registry")
     async with db.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT 1 FROM households WHERE id = %s", (household_id,))
-        if await cur.fetchone() is None:
+        if not await household_in_scope(conn, household_id, scope):
             raise AbsenceError(f"household {household_id} is not registered", not_found=True)
         cur = await conn.execute(
             "INSERT INTO household_absences (household_id, starts_at, ends_at, note, created_by)"
@@ -55,15 +74,25 @@ async def add_absence(
             (household_id, start, end, note, actor),
         )
         row = await cur.fetchone()
+        assert row is not None
+        await audit.record(
+            conn,
+            actor=actor,
+            action="absence.declare",
+            target_type="household",
+            target_id=household_id,
+            data={"absence_id": row[0], "start": start.isoformat(), "end": end.isoformat()},
+        )
         change = await announce_in(conn, bus, "absence")
     await announce_after(bus, change)
-    assert row is not None
     return Absence(row[0], household_id, start, end, note, actor, row[1])
 
 
-async def list_absences(db: Database, household_id: str) -> list[Absence]:
-    """A household's declared absences, latest first."""
+async def list_absences(db: Database, household_id: str, *, scope: Scope | None = None) -> list[Absence]:
+    """A household's declared absences, latest first; AbsenceError(not_found) outside `scope`."""
     async with db.connection() as conn:
+        if not await household_in_scope(conn, household_id, scope):
+            raise AbsenceError(f"household {household_id} is not registered", not_found=True)
         cur = await conn.execute(
             "SELECT id, starts_at, ends_at, note, created_by, created_at FROM household_absences"
             " WHERE household_id = %s ORDER BY starts_at DESC LIMIT 500",

@@ -8,12 +8,19 @@ class ServiceError(ValueError):
     be carried out as asked), otherwise a conflict with the current state (e.g. acknowledging a closed ticket)."""
 
     def __init__(
-        self, message: str, *, not_found: bool = False, invalid: bool = False, malformed: bool = False
+        self,
+        message: str,
+        *,
+        not_found: bool = False,
+        invalid: bool = False,
+        malformed: bool = False,
+        forbidden: bool = False,
     ) -> None:
         super().__init__(message)
         self.not_found = not_found
         self.invalid = invalid
         self.malformed = malformed  # the request itself is unreadable (e.g. a cursor this service did not issue)
+        self.forbidden = forbidden  # the caller's role may not do this (whistle.access)
 
 
 class NotFound(ServiceError):
@@ -45,3 +52,10 @@ def uuid_text(value: str, what: str = "id") -> str:
         return str(uuid.UUID(str(value)))
     except (ValueError, AttributeError, TypeError) as exc:
         raise Malformed(f"{what} {str(value)[:40]!r} is not a UUID") from exc
+
+
+class Forbidden(ServiceError):
+    """The caller's role may not do this (what is outside their scope is NotFound instead)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, forbidden=True)

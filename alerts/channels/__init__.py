@@ -11,8 +11,6 @@ from alerts.channels.base import (
     NotifyChannel,
     PushSubscription,
     Recipient,
-    mask_name,
-    mask_phone,
 )
 from alerts.channels.delivery import (
     Delivery,
@@ -27,6 +25,7 @@ from alerts.channels.delivery import (
 from alerts.channels.live import Subscription, WebSocketChannel
 from alerts.channels.registry import build_channels, open_channels
 from alerts.channels.settings import ChannelSettings
+from whistle.privacy import mask_name, mask_phone
 
 __all__ = [
     "Attempt",

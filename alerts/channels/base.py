@@ -8,13 +8,18 @@ log line and every attempt record; only the request to the provider carries it i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from whistle import privacy
 from whistle.domain import AlarmKind, Severity
+
+# Masking lives in the kernel (whistle.privacy); these names stay here for the code that imports them from here.
+mask_name = privacy.mask_name
+mask_phone = privacy.mask_phone
+redact = privacy.redact
 
 # Attempt codes that are ours rather than a provider's.
 NO_ADDRESS = "no_address"  # the recipient has no address on this channel: skip it, it is not a failure to retry
@@ -141,51 +146,7 @@ class ChannelNotStarted(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Masking: personal data never reaches a log line or an attempt record in full.
-
-_MAINLAND_MOBILE = re.compile(r"1\d{10}")
-_PHONE_LIKE = re.compile(r"\+?\d[\d\- ]{8,}\d")
-
-
-def mask_phone(phone: str | None) -> str:
-    """Mask a phone number: +8613812345678 -> +86138****5678, 13812345678 -> 138****5678;
-    other numbers keep at most their first three and last two digits."""
-    if not phone:
-        return "-"
-    text = phone.strip().replace(" ", "").replace("-", "")
-    prefix = ""
-    for cc in ("+86", "0086"):
-        if text.startswith(cc):
-            prefix, text = cc, text[len(cc) :]
-            break
-    else:
-        if text.startswith("+"):
-            prefix, text = "+", text[1:]
-    if prefix != "+" and _MAINLAND_MOBILE.fullmatch(text):
-        return f"{prefix}{text[:3]}****{text[-4:]}"
-    if len(text) >= 7:
-        return f"{prefix}{text[:3]}****{text[-2:]}"
-    return f"{prefix}****"
-
-
-def mask_name(name: str | None) -> str:
-    """Mask a name: 王小明 -> 王*明, 欧阳小明 -> 欧**明, 王五 -> 王*, 王 -> *."""
-    if not name:
-        return "-"
-    text = name.strip()
-    if len(text) <= 1:
-        return "*"
-    if len(text) == 2:
-        return text[0] + "*"
-    return text[0] + "*" * (len(text) - 2) + text[-1]
-
-
-def redact(text: str | None, limit: int = 300) -> str | None:
-    """Mask anything that looks like a phone number in free text (provider error messages), and cut it."""
-    if text is None:
-        return None
-    masked = _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), text)
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+# Masking: personal data never reaches a log line or an attempt record in full (whistle.privacy).
 
 
 def describe(message: Notification) -> str:

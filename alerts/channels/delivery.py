@@ -40,11 +40,11 @@ from alerts.channels.base import (
     Notification,
     NotifyChannel,
     describe,
-    redact,
 )
 from alerts.channels.http import log_attempt
 from alerts.channels.settings import DeliverySettings, parse_quiet_hours
 from whistle.domain import Severity
+from whistle.privacy import redact
 from whistle.timeutil import CHINA_TZ, now_ms
 
 log = logging.getLogger("alerts.channels")

@@ -20,8 +20,8 @@ from alerts.channels.base import (
     ChannelNotStarted,
     Notification,
     describe,
-    redact,
 )
+from whistle.privacy import redact
 from whistle.timeutil import now_ms
 
 log = logging.getLogger("alerts.channels")

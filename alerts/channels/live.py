@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,8 +27,15 @@ log = logging.getLogger("alerts.channels")
 class Subscription:
     """One consumer's bounded queue; iterate it (`async for text in sub`) until it is closed."""
 
-    def __init__(self, hub: WebSocketChannel, maxsize: int, recipient_id: str | None) -> None:
+    def __init__(
+        self,
+        hub: WebSocketChannel,
+        maxsize: int,
+        recipient_id: str | None,
+        accepts: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
         self._hub = hub
+        self.accepts = accepts  # None: every message; otherwise only those it accepts (the caller's scope)
         self._items: deque[str] = deque()
         self._maxsize = maxsize
         self._ready = asyncio.Event()
@@ -103,9 +110,12 @@ class WebSocketChannel:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def subscribe(self, recipient_id: str | None = None) -> Subscription:
-        """A new subscription: for one recipient, or (None) for every message."""
-        sub = Subscription(self, self._queue_size, recipient_id)
+    def subscribe(
+        self, recipient_id: str | None = None, *, accepts: Callable[[Mapping[str, Any]], bool] | None = None
+    ) -> Subscription:
+        """A new subscription: for one recipient, or (None) for every message; `accepts` keeps only the messages
+        it returns true for (a caller's scope: whistle.access.Scope.sees_event), decided before they are queued."""
+        sub = Subscription(self, self._queue_size, recipient_id, accepts)
         self._subs.append(sub)
         return sub
 
@@ -120,6 +130,12 @@ class WebSocketChannel:
         reached = 0
         for sub in list(self._subs):
             if recipient_id is None or sub.recipient_id in (None, recipient_id):
+                if (
+                    sub.accepts is not None
+                    and not (sub.recipient_id is not None and sub.recipient_id == recipient_id)
+                    and not sub.accepts(event)
+                ):
+                    continue
                 sub.put(text)
                 if recipient_id is None or sub.recipient_id == recipient_id:
                     reached += 1

@@ -15,11 +15,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from alerts.channels.base import Attempt, Notification, mask_phone
+from alerts.channels.base import Attempt, Notification
 from alerts.channels.http import HttpChannel, Verdict, retryable_status
 from alerts.channels.settings import DingTalkSettings, WeComSettings
 from alerts.channels.signing import dingtalk_sign
 from alerts.channels.text import markdown
+from whistle.privacy import mask_phone
 from whistle.timeutil import MINUTE_MS, now_ms
 
 

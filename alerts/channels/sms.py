@@ -16,11 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from alerts.channels.base import NO_ADDRESS, Attempt, Notification, mask_phone
+from alerts.channels.base import NO_ADDRESS, Attempt, Notification
 from alerts.channels.http import HttpChannel, Verdict, log_attempt, retryable_status
 from alerts.channels.settings import AliyunSmsSettings, TencentSmsSettings
 from alerts.channels.signing import acs3_canonical_query, acs3_date, acs3_sign, sha256_hex, tc3_sign
 from alerts.channels.text import clip, template_values
+from whistle.privacy import mask_phone
 from whistle.timeutil import MINUTE_MS, now_ms
 
 

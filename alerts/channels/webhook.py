@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from alerts.channels.base import Attempt, Notification, mask_name, mask_phone
+from alerts.channels.base import Attempt, Notification
 from alerts.channels.http import HttpChannel, status_verdict
 from alerts.channels.settings import WebhookSettings
 from alerts.channels.signing import webhook_signature
+from whistle.privacy import mask_name, mask_phone
 from whistle.timeutil import now_ms
 
 

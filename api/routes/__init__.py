@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.routes import (
     alarms,
+    audit,
     dead_letters,
     devices,
     health,
@@ -13,10 +14,28 @@ from api.routes import (
     live,
     registry,
     rosters,
+    session,
     silences,
     tickets,
+    users,
+    workers,
 )
 
 router = APIRouter(prefix="/api/v1")
-for _module in (health, registry, alarms, tickets, rosters, silences, live, dead_letters, devices, households):
+for _module in (
+    health,
+    session,
+    users,
+    registry,
+    alarms,
+    tickets,
+    rosters,
+    silences,
+    live,
+    dead_letters,
+    devices,
+    households,
+    workers,
+    audit,
+):
     router.include_router(_module.router)

@@ -1,4 +1,4 @@
-"""GET /alarms: alarms newest first, filtered, paginated by cursor."""
+"""GET /alarms: alarms newest first, filtered, paginated by cursor, within the caller's scope."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from alerts import queries
-from api.deps import CurrentUser, Db, Limit
+from api.deps import Allow, Db, Limit
 from api.schemas import AlarmRead, Page
+from whistle.access import Permission, Principal
 from whistle.domain import AlarmKind, AlarmStatus
 
 router = APIRouter()
@@ -18,7 +19,7 @@ router = APIRouter()
 @router.get("/alarms", response_model=Page[AlarmRead])
 async def get_alarms(
     db: Db,
-    user: CurrentUser,
+    user: Annotated[Principal, Allow(Permission.ALARMS_READ)],
     kind: AlarmKind | None = None,
     status_: Annotated[AlarmStatus | None, Query(alias="status")] = None,
     grid_id: str | None = None,
@@ -28,5 +29,7 @@ async def get_alarms(
     cursor: str | None = None,
 ) -> Page[AlarmRead]:
     filters = {"kind": kind, "status": status_, "grid_id": grid_id, "household_id": household_id}
-    items, nxt = await queries.list_alarms(db, filters=filters, since=since, limit=limit, cursor=cursor)
-    return Page(items=[AlarmRead.of(a) for a in items], next=nxt)
+    items, nxt = await queries.list_alarms(
+        db, filters=filters, since=since, limit=limit, cursor=cursor, scope=user.scope
+    )
+    return Page(items=[AlarmRead.of(a, masked=user.masked) for a in items], next=nxt)

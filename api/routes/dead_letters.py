@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, Db, Limit
+from api.deps import Allow, Db, Limit
 from api.schemas import DeadLetterRead, Page
 from collectors import queries
+from whistle.access import Permission, Principal
 
 router = APIRouter()
 
@@ -17,7 +18,7 @@ router = APIRouter()
 @router.get("/dead-letters", response_model=Page[DeadLetterRead])
 async def get_dead_letters(
     db: Db,
-    user: CurrentUser,
+    user: Annotated[Principal, Allow(Permission.DEAD_LETTERS_READ)],
     reason: str | None = None,
     since: datetime | None = None,
     limit: Limit = 100,

@@ -1,31 +1,37 @@
-"""WS /live: alarm and ticket changes as JSON messages, and a recipient's own notifications."""
+"""WS /live: alarm and ticket changes as JSON messages within the caller's scope, and their own notifications."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 
-from api.deps import ApiContext
+from api.deps import SESSION_COOKIE, ApiContext, authenticate
+from whistle.access import Permission
 
 router = APIRouter()
 
 
 @router.websocket("/live")
 async def live(websocket: WebSocket, token: str | None = None, recipient_id: str | None = None) -> None:
-    """Alarm and ticket changes as JSON messages; `recipient_id` adds that person's notifications.
+    """Alarm and ticket changes as JSON messages, limited to the caller's scope (a grid worker hears their
+    grid's and their own tickets); `recipient_id` adds that person's notifications and may only be the caller.
 
-    Browsers cannot set headers on a WebSocket, so the token may come as `?token=`."""
+    Browsers cannot set headers on a WebSocket: the token may come as `?token=`, or the session cookie is used."""
     ctx: ApiContext = websocket.app.state.ctx
     header = websocket.headers.get("authorization", "")
-    supplied = token or (header[7:] if header.lower().startswith("bearer ") else "")
-    if not supplied or not secrets.compare_digest(supplied.encode(), ctx.admin_token.encode()):
+    bearer = token or (header[7:] if header.lower().startswith("bearer ") else None)
+    caller = await authenticate(ctx, bearer=bearer, cookie=None if bearer else websocket.cookies.get(SESSION_COOKIE))
+    if caller is None or not caller.can(Permission.LIVE):
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
         return
+    if recipient_id is not None and recipient_id != caller.id:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="recipient_id may only be yourself")
+        return
     await websocket.accept()
-    async with ctx.alerts.live.subscribe(recipient_id) as sub:
+    accepts = None if caller.scope.all_grids else caller.scope.sees_event
+    async with ctx.alerts.live.subscribe(recipient_id, accepts=accepts) as sub:
         await websocket.send_json({"type": "hello", "recipient_id": recipient_id})
 
         async def pump() -> None:

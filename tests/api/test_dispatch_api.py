@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -118,13 +119,20 @@ async def test_roster_put_get_and_routing_uses_it(client: httpx.AsyncClient) -> 
 
 
 async def test_silences_are_created_listed_ended_and_hold_dispatch(client: httpx.AsyncClient) -> None:
-    window = {"start": "2020-01-01T00:00:00+08:00", "end": "2099-01-01T00:00:00+08:00"}
+    forever = {"start": "2020-01-01T00:00:00+08:00", "end": "2099-01-01T00:00:00+08:00"}
     r = await client.post(
-        "/api/v1/silences", json={"scope_type": "building", "scope_id": "RJ-B0001", "reason": "drill", **window}
+        "/api/v1/silences", json={"scope_type": "building", "scope_id": "RJ-B0001", "reason": "drill", **forever}
+    )
+    assert r.status_code == 422, r.text  # every kind, fire included, for 79 years: refused (issue 15)
+    now = datetime.now(UTC)
+    window = {"start": (now - timedelta(minutes=1)).isoformat(), "end": (now + timedelta(hours=2)).isoformat()}
+    r = await client.post(
+        "/api/v1/silences",
+        json={"scope_type": "building", "scope_id": "RJ-B0001", "reason": "drill", "life_safety": True, **window},
     )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
-    assert r.json()["created_by"] == "admin" and r.json()["kinds"] is None
+    assert r.json()["created_by"] == "admin" and r.json()["kinds"] is None and r.json()["life_safety"] is True
     res = await client.ctx.alerts.apply(fire(now_ms()))  # type: ignore[attr-defined]
     assert res.silenced and res.ticket_id is None
     assert [s["id"] for s in (await client.get("/api/v1/silences")).json()] == [sid]
@@ -132,7 +140,7 @@ async def test_silences_are_created_listed_ended_and_hold_dispatch(client: httpx
     assert (await client.get("/api/v1/silences")).json() == []
     assert len((await client.get("/api/v1/silences", params={"active": "false"})).json()) == 1
     assert (await client.delete("/api/v1/silences/999999")).status_code == 404
-    missing = {"scope_type": "device", "scope_id": "NOPE", **window}
+    missing = {"scope_type": "device", "scope_id": "NOPE", "life_safety": True, "reason": "drill", **window}
     assert (await client.post("/api/v1/silences", json=missing)).status_code == 404
     backwards = {"scope_type": "grid", "scope_id": "RJ-G1", "start": window["end"], "end": window["start"]}
     assert (await client.post("/api/v1/silences", json=backwards)).status_code == 422
@@ -159,6 +167,7 @@ async def test_live_websocket_streams_alarm_and_ticket_changes(db: Database) -> 
     ctx = ApiContext(db=db, alerts=AlertService(db), admin_token=TOKEN, roles=["api"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t") as c:
         await c.post("/api/v1/registry", json=small_registry(), headers=AUTH)
+        w09 = (await c.post("/api/v1/users/W-09/tokens", headers=AUTH)).json()["token"]
     async with serve(ctx) as url:
         with pytest.raises(websockets.exceptions.InvalidStatus):
             async with websockets.connect(f"{url}?token=wrong"):
@@ -171,8 +180,13 @@ async def test_live_websocket_streams_alarm_and_ticket_changes(db: Database) -> 
             got = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(3)]
             assert [m["type"] for m in got] == ["alarm.open", "ticket.created", "ticket.acknowledged"]
             assert got[1]["ticket_id"] == res.ticket_id and got[1]["assignee_id"] == "W-09"
-        async with websockets.connect(f"{url}?token={TOKEN}&recipient_id=W-09") as ws:
+        async with websockets.connect(f"{url}?token={w09}&recipient_id=W-09") as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["recipient_id"] == "W-09"
+        # a live connection may claim only its own user as recipient, the admin's included
+        for token in (TOKEN, w09):
+            with pytest.raises(websockets.exceptions.InvalidStatus):
+                async with websockets.connect(f"{url}?token={token}&recipient_id=W-17"):
+                    pass
         async with asyncio.timeout(5):
             while ctx.alerts.live.subscribers:  # noqa: ASYNC110 - closed connections unsubscribe
                 await asyncio.sleep(0.01)

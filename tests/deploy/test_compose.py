@@ -223,8 +223,8 @@ def free_port() -> int:
 @pytest.fixture
 def compose_mosquitto() -> Iterator[tuple[int, int, str]]:
     """Debian's Mosquitto on deploy/mosquitto-compose.conf (the container's paths and ports moved to a
-    temporary directory), with deploy/acl and a password file holding the collector:
-    (port, health port, password). As root, Mosquitto drops to its own user, who must reach the files."""
+    temporary directory), the collector in the collectors' password file and ACL and no device yet:
+    (collector port, health port, password). As root, Mosquitto drops to its own user, who must reach the files."""
     binary = _install_mosquitto()
     passwd_tool = shutil.which("mosquitto_passwd")
     if passwd_tool is None:
@@ -235,18 +235,23 @@ def compose_mosquitto() -> Iterator[tuple[int, int, str]]:
             (root / sub).mkdir()
         password = "collector-password-for-the-test"
         subprocess.run(
-            [passwd_tool, "-c", "-b", str(root / "auth/passwd"), "whistle-collector", password],
+            [passwd_tool, "-c", "-b", str(root / "auth/service.passwd"), "whistle-collector", password],
             check=True,
             timeout=30,
             capture_output=True,
         )
-        shutil.copy(DEPLOY / "acl", root / "auth/acl")
+        (root / "auth/service.acl").write_text(
+            "user whistle-collector\ntopic read whistle/v1/#\ntopic read $share/+/whistle/v1/#\n"
+        )
+        (root / "auth/passwd").write_text("")
+        (root / "auth/acl").write_text("")
         shutil.copy(DEPLOY / "mosquitto-health.acl", root / "config/health.acl")
-        port, health = free_port(), free_port()
+        devices, port, health = free_port(), free_port(), free_port()
         conf = (DEPLOY / "mosquitto-compose.conf").read_text()
-        assert "listener 1883\n" in conf and "listener 1880 127.0.0.1\n" in conf
+        assert all(f"listener {p}\n" in conf for p in (1883, 1884)) and "listener 1880 127.0.0.1\n" in conf
         conf = conf.replace("/mosquitto/", f"{root}/")
-        conf = conf.replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+        conf = conf.replace("listener 1883\n", f"listener {devices} 127.0.0.1\n")
+        conf = conf.replace("listener 1884\n", f"listener {port} 127.0.0.1\n")
         conf = conf.replace("listener 1880 127.0.0.1\n", f"listener {health} 127.0.0.1\n")
         (root / "mosquitto.conf").write_text(conf)
         if os.geteuid() == 0:

@@ -13,10 +13,10 @@ import psycopg
 WHISTLE = str(Path(sys.executable).with_name("whistle"))
 
 
-def whistle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def whistle(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
     return subprocess.run(
-        [WHISTLE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120, check=False
+        [WHISTLE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120, check=False, input=input
     )
 
 

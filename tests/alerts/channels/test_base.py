@@ -9,12 +9,10 @@ from alerts.channels.base import (
     NotifyChannel,
     PushSubscription,
     describe,
-    mask_name,
-    mask_phone,
-    redact,
 )
 from alerts.channels.live import WebSocketChannel
 from tests.alerts.channels.support import notification
+from whistle.privacy import mask_name, mask_phone, redact
 
 
 @pytest.mark.parametrize(
