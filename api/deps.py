@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.service import AlertService
+from api.screen import ScreenOptions
 from whistle.metrics import Sample
 from whistle.protocol import DEVICE_ID_PATTERN
 from whistle.store.db import Database
@@ -31,6 +32,7 @@ class ApiContext:
     registry_changed: Callable[[], Awaitable[None]] = _nothing  # after an import: reload the registry views
     health_details: Callable[[], dict[str, Any]] = dict
     metrics: Callable[[], Iterable[Sample]] = list
+    screen: ScreenOptions = field(default_factory=ScreenOptions)  # the screen's basemap, poll, thresholds
 
 
 def get_context(request: Request) -> ApiContext:
@@ -68,3 +70,4 @@ TicketId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 HouseholdId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 GridId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+BuildingId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]

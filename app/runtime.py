@@ -22,6 +22,7 @@ from alerts.service import AlertService, AlertsWorker
 from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import ApiContext
+from api.screen import ScreenOptions
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.metrics import collect_metrics, health_details
@@ -195,6 +196,7 @@ async def run(
                 registry_changed=lambda: registry_changed(rt),
                 health_details=lambda: health_details(rt),
                 metrics=lambda: collect_metrics(rt),
+                screen=ScreenOptions.from_settings(settings),
             )
             server = _Server(
                 uvicorn.Config(

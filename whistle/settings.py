@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,14 @@ class Settings(BaseSettings):
     # storage
     db_pool_max: int = Field(default=8, gt=1)
     readings_retention_days: int = Field(default=400, gt=0)
+
+    # the operations-center screen (api/static/index.html, stats/)
+    screen_tiles_url: str | None = Field(
+        default=None, description="a self-hosted XYZ tile URL template ({z}/{x}/{y}); unset: no basemap"
+    )
+    screen_tiles_crs: Literal["gcj02", "wgs84"] = "gcj02"
+    screen_poll_s: float = Field(default=15.0, ge=1.0, le=3600.0)
+    low_battery_pct: float = Field(default=20.0, ge=0.0, le=100.0)
 
     demo: bool = False
 

@@ -6,17 +6,23 @@ from fastapi import APIRouter
 
 from api.routes import (
     alarms,
+    buildings,
     dead_letters,
     devices,
     health,
     households,
     live,
+    map,
     registry,
     rosters,
+    screen,
     silences,
+    stats,
     tickets,
 )
 
 router = APIRouter(prefix="/api/v1")
 for _module in (health, registry, alarms, tickets, rosters, silences, live, dead_letters, devices, households):
+    router.include_router(_module.router)
+for _module in (map, buildings, stats, screen):  # the operations-center screens (stats/)
     router.include_router(_module.router)

@@ -1,0 +1,22 @@
+"""GET /map: the street on one map (一张图), as GeoJSON: grids and buildings with their open alarms."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import CurrentUser, Services
+from api.schemas import MapRead
+from stats import places
+from stats.geo import Crs
+from whistle.timeutil import to_datetime
+
+router = APIRouter()
+
+
+@router.get("/map", response_model=MapRead)
+async def get_map(ctx: Services, user: CurrentUser, crs: Crs = Crs.WGS84) -> MapRead:
+    """Grids (Polygons from the registry) with open alarms by severity over their subtree, open tickets and the
+    worker on duty; buildings (Points) with their worst open alarm; the silences in force. `crs=gcj02` converts
+    every coordinate for a Chinese basemap."""
+    found = await places.street_map(ctx.db, now=to_datetime(ctx.alerts.clock()), crs=crs, grids=None)
+    return MapRead.of(found)
