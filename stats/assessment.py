@@ -5,9 +5,11 @@ share of those assessed, against each ticket's frozen policy: stats/timeliness.p
 acknowledge (MTTA, from the escalation base to the first response), to arrive, and to resolve
 (MTTR, from creation), and the share of resolved tickets that were false alarms.
 
-The SQL returns additive measures per micro-grid (or per assignee); means and shares are computed
-here, and a parent grid's row is the sum of its subtree, so a comprehensive grid's leader sees
-their residential areas and micro-grids with the same figures added up.
+The SQL returns additive measures per micro-grid (or per assignee): for the whole local days of the
+period from the rollup of resolved tickets (stats/rollups.py) plus, live, the open tickets, those
+resolved after its watermark and the partial days at the edges. Means and shares are computed here,
+and a parent grid's row is the sum of its subtree, so a comprehensive grid's leader sees their
+residential areas and micro-grids with the same figures added up.
 """
 
 from __future__ import annotations
@@ -15,68 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from psycopg.rows import dict_row
 
+from stats.rollups import ROLLED, advance_tickets, watermark, whole_days
+from stats.timeliness import MEASURES, MEASURES_SQL, TICKET_TIMELINESS
 from whistle.errors import Invalid
 from whistle.store.db import Database
-
-# Per ticket: the escalation base, the first response, both deadlines, and whether each milestone is
-# met, late (past its deadline without it, or reached after it) or pending. A late ticket whose alarms
-# had all cleared by the deadline is exempt: its policy would have stopped escalating (next_step).
-TICKET_TIMELINESS = """
-    SELECT t.*, b.base, b.response, d.ack_due, d.arrive_due,
-        COALESCE(b.response <= d.ack_due, false) AS ack_met,
-        COALESCE(t.arrived_at <= d.arrive_due, false) AS arrive_met,
-        CASE WHEN b.response <= d.ack_due THEN true
-             WHEN d.ack_due IS NOT NULL AND COALESCE(b.response, %(now)s) > d.ack_due THEN EXISTS (
-                 SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id
-                 WHERE ta.ticket_id = t.id AND (a.cleared_at IS NULL OR a.cleared_at > d.ack_due))
-             ELSE false END AS ack_assessed,
-        CASE WHEN t.arrived_at <= d.arrive_due THEN true
-             WHEN d.arrive_due IS NOT NULL AND COALESCE(t.arrived_at, t.resolved_at, %(now)s) > d.arrive_due
-             THEN EXISTS (
-                 SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id
-                 WHERE ta.ticket_id = t.id AND (a.cleared_at IS NULL OR a.cleared_at > d.arrive_due))
-             ELSE false END AS arrive_assessed
-    FROM tickets t
-    CROSS JOIN LATERAL (SELECT COALESCE(t.escalation_base_at, t.created_at) AS base,
-                               COALESCE(t.acknowledged_at, t.arrived_at, t.resolved_at) AS response) b
-    CROSS JOIN LATERAL (SELECT b.base + make_interval(secs => t.ack_due_s) AS ack_due,
-                               b.base + make_interval(secs => t.arrive_due_s) AS arrive_due) d
-"""
-
-_MEASURES = """
-    count(*) AS tickets,
-    count(*) FILTER (WHERE status IN ('dispatched', 'acknowledged', 'on_site')) AS open,
-    count(*) FILTER (WHERE ack_assessed) AS ack_assessed,
-    count(*) FILTER (WHERE ack_met) AS ack_on_time,
-    count(*) FILTER (WHERE arrive_assessed) AS arrive_assessed,
-    count(*) FILTER (WHERE arrive_met) AS arrive_on_time,
-    count(response) AS responded,
-    COALESCE(sum(extract(epoch FROM response - base)), 0)::float8 AS response_s,
-    count(arrived_at) AS arrived,
-    COALESCE(sum(extract(epoch FROM arrived_at - base)), 0)::float8 AS arrive_s,
-    count(resolved_at) AS resolved,
-    COALESCE(sum(extract(epoch FROM resolved_at - created_at)), 0)::float8 AS resolve_s,
-    count(*) FILTER (WHERE outcome = 'false_alarm') AS false_alarms
-"""
-
-_ADDITIVE = (
-    "tickets",
-    "open",
-    "ack_assessed",
-    "ack_on_time",
-    "arrive_assessed",
-    "arrive_on_time",
-    "responded",
-    "response_s",
-    "arrived",
-    "arrive_s",
-    "resolved",
-    "resolve_s",
-    "false_alarms",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +46,7 @@ class Measures:
     false_alarms: int = 0
 
     def __add__(self, other: Measures) -> Measures:
-        return Measures(*(getattr(self, f) + getattr(other, f) for f in _ADDITIVE))
+        return Measures(*(getattr(self, f) + getattr(other, f) for f in MEASURES))
 
     @property
     def ack_on_time_share(self) -> float | None:
@@ -134,7 +82,7 @@ def _mean(total: float, n: int) -> float | None:
 
 
 def _measures(row: dict[str, object]) -> Measures:
-    return Measures(**{f: row[f] for f in _ADDITIVE})  # type: ignore[arg-type]
+    return Measures(**{f: row[f] for f in MEASURES})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +123,64 @@ def _scope_clause(grids: Sequence[str] | None, column: str = "grid_id") -> str:
     return "" if grids is None else f" AND {column} = ANY(%(grids)s)"
 
 
+_OPEN = "t.status IN ('dispatched', 'acknowledged', 'on_site')"
+
+
+async def measures_by(
+    db: Database,
+    key: Literal["grid_id", "assignee_id"],
+    *,
+    period: Period,
+    now: datetime,
+    grids: Sequence[str] | None = None,
+) -> dict[str | None, Measures]:
+    """The measures of the tickets created in the period, per grid or per assignee, in one snapshot."""
+    scope = _scope_clause(grids, "t.grid_id")
+    days = whole_days(period.since, period.until)
+    args: dict[str, object] = {"since": period.since, "until": period.until, "now": now, "grids": list(grids or ())}
+    if days is None:
+        live = f"{TICKET_TIMELINESS} WHERE t.created_at >= %(since)s AND t.created_at < %(until)s{scope}"
+        sql = f"SELECT {key} AS key, {MEASURES_SQL} FROM ({live}) per GROUP BY 1"
+    else:
+        args.update(start=days.start, end=days.end, first=days.first, stop=days.stop)
+        pieces = [
+            "t.created_at >= %(since)s AND t.created_at < %(start)s",  # the partial day before
+            "t.created_at >= %(end)s AND t.created_at < %(until)s",  # and after the whole days
+            f"t.created_at >= %(start)s AND t.created_at < %(end)s AND {_OPEN}",  # still open
+            "t.created_at >= %(start)s AND t.created_at < %(end)s AND t.resolved_at >= %(mark)s",  # since the mark
+        ]
+        live = " UNION ALL ".join(f"{TICKET_TIMELINESS} WHERE {p}{scope}" for p in pieces)
+        rolled_cols = ", ".join(f"sum({m}) AS {m}" if m in ROLLED else f"0 AS {m}" for m in MEASURES)
+        totals = ", ".join(f"sum({m})::{'float8' if m.endswith('_s') else 'int'} AS {m}" for m in MEASURES)
+        sql = (
+            f"WITH live AS (SELECT {key} AS key, {MEASURES_SQL} FROM ({live}) per GROUP BY 1), "
+            f"rolled AS (SELECT NULLIF({key}, '') AS key, {rolled_cols} FROM ticket_days "
+            f"WHERE day >= %(first)s AND day < %(stop)s{_scope_clause(grids)} GROUP BY 1) "
+            f"SELECT key, {totals} FROM (SELECT * FROM live UNION ALL SELECT * FROM rolled) x GROUP BY key"
+        )
+    async with db.connection() as conn:
+        if days is not None:
+            await advance_tickets(conn, now)
+        async with conn.transaction():
+            # one snapshot for the mark, the rollup and the live rows: each ticket is counted once
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if days is not None:
+                args["mark"] = await watermark(conn, "tickets")
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(sql, args, prepare=False)
+                return {r["key"]: _measures(r) for r in await cur.fetchall()}
+
+
 async def assess_grids(
     db: Database, *, period: Period, now: datetime, grids: Sequence[str] | None = None
 ) -> list[GridAssessment]:
     """Every grid in scope with its tickets created in the period, parents before their children."""
-    sql = (
-        f"WITH per AS ({TICKET_TIMELINESS} WHERE t.created_at >= %(since)s AND t.created_at < %(until)s"
-        f"{_scope_clause(grids, 't.grid_id')}) SELECT grid_id, {_MEASURES} FROM per GROUP BY grid_id"
-    )
-    args = {"since": period.since, "until": period.until, "now": now, "grids": list(grids or ())}
+    own = {k: m for k, m in (await measures_by(db, "grid_id", period=period, now=now, grids=grids)).items() if k}
     async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, args)
-        own = {r["grid_id"]: _measures(r) for r in await cur.fetchall()}
         await cur.execute(
             "SELECT id, name, parent_id FROM grids" + (" WHERE id = ANY(%(grids)s)" if grids is not None else ""),
-            args,
+            {"grids": list(grids or ())},
+            prepare=False,
         )
         registry = {r["id"]: (r["name"], r["parent_id"]) for r in await cur.fetchall()}
     return _tree(registry, own)
@@ -223,26 +214,27 @@ async def assess_workers(
     db: Database, *, period: Period, now: datetime, grids: Sequence[str] | None = None
 ) -> list[WorkerAssessment]:
     """Every worker who was assigned tickets created in the period (in scope), by worker id."""
-    sql = (
-        f"WITH per AS ({TICKET_TIMELINESS} WHERE t.created_at >= %(since)s AND t.created_at < %(until)s "
-        f"AND t.assignee_id IS NOT NULL{_scope_clause(grids, 't.grid_id')}), "
-        f"agg AS (SELECT assignee_id, {_MEASURES} FROM per GROUP BY assignee_id) "
-        "SELECT agg.*, w.name, w.role, w.grid_id AS worker_grid, g.name AS grid_name FROM agg "
-        "LEFT JOIN workers w ON w.id = agg.assignee_id LEFT JOIN grids g ON g.id = w.grid_id "
-        "ORDER BY agg.assignee_id"
-    )
-    args = {"since": period.since, "until": period.until, "now": now, "grids": list(grids or ())}
+    found = await measures_by(db, "assignee_id", period=period, now=now, grids=grids)
+    ids = sorted(k for k in found if k)
     async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, args)
-        rows = await cur.fetchall()
-    return [
-        WorkerAssessment(
-            worker_id=r["assignee_id"],
-            name=r["name"] or r["assignee_id"],
-            role=r["role"],
-            grid_id=r["worker_grid"],
-            grid_name=r["grid_name"],
-            measures=_measures(r),
+        await cur.execute(
+            "SELECT w.id, w.name, w.role, w.grid_id, g.name AS grid_name FROM workers w "
+            "LEFT JOIN grids g ON g.id = w.grid_id WHERE w.id = ANY(%s)",
+            (ids,),
+            prepare=False,
         )
-        for r in rows
-    ]
+        workers = {r["id"]: r for r in await cur.fetchall()}
+    out = []
+    for wid in ids:
+        w = workers.get(wid, {})
+        out.append(
+            WorkerAssessment(
+                worker_id=wid,
+                name=w.get("name") or wid,
+                role=w.get("role"),
+                grid_id=w.get("grid_id"),
+                grid_name=w.get("grid_name"),
+                measures=found[wid],
+            )
+        )
+    return out

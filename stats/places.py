@@ -194,7 +194,15 @@ async def street_map(
             grid_tickets[g] = grid_tickets.get(g, 0) + r["n"]
 
     names = {w["id"]: w["name"] for w in workers}
-    candidates = [Candidate(w["id"], w["grid_id"], WorkerRole(w["role"])) for w in workers]
+    # whom routing could choose for a grid: its chain's workers, those bound to no grid, the street center
+    by_grid: dict[str | None, list[Candidate]] = {}
+    anywhere: list[Candidate] = []
+    for w in workers:
+        c = Candidate(w["id"], w["grid_id"], WorkerRole(w["role"]))
+        if c.grid_id is None or c.role is WorkerRole.STREET_CENTER:
+            anywhere.append(c)
+        else:
+            by_grid.setdefault(c.grid_id, []).append(c)
     at = from_datetime(now)
     silenced_grids = {s.scope_id for s in silences if s.scope_type == "grid"}
     silenced_buildings = {s.scope_id for s in silences if s.scope_type == "building"}
@@ -207,7 +215,8 @@ async def street_map(
     for gid in sorted(visible):
         row = all_grids[gid]
         chain = reg.chain(gid)
-        duty = route(chain, candidates, shifts, at).assignee
+        candidates = [c for g in chain for c in by_grid.get(g, ())] + anywhere
+        duty = route(chain, candidates, [x for x in shifts if x.grid_id == gid], at).assignee
         polygon = row["polygon"]
         areas.append(
             GridArea(

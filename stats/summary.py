@@ -18,7 +18,7 @@ from datetime import datetime
 
 from psycopg.rows import dict_row
 
-from stats.assessment import TICKET_TIMELINESS
+from stats.timeliness import TICKET_TIMELINESS
 from whistle.domain import DeviceType
 from whistle.store.db import Database
 from whistle.timeutil import CHINA_TZ
@@ -88,6 +88,7 @@ async def summary(
             "SELECT kind, severity, count(*) AS n FROM alarms WHERE detected_at >= %(start)s "
             "AND detected_at <= %(now)s" + _scope(grids, "grid_id") + " GROUP BY kind, severity",
             args,
+            prepare=False,
         )
         today = await cur.fetchall()
         await cur.execute(
@@ -95,6 +96,7 @@ async def summary(
             + _scope(grids, "grid_id")
             + " GROUP BY severity",
             args,
+            prepare=False,
         )
         open_alarms = await cur.fetchall()
         await cur.execute(
@@ -103,6 +105,7 @@ async def summary(
             "SELECT status, count(*) AS n, count(*) FILTER (WHERE (response IS NULL AND ack_assessed) "
             "OR (arrived_at IS NULL AND arrive_assessed)) AS overdue FROM per GROUP BY status",
             args,
+            prepare=False,
         )
         open_tickets = await cur.fetchall()
         await cur.execute(
@@ -117,12 +120,14 @@ async def summary(
             + _scope(grids, "t.grid_id")
             + ") today",
             args,
+            prepare=False,
         )
         times = await cur.fetchone()
         await cur.execute(
             "SELECT count(*) AS n FROM tickets WHERE created_at >= %(start)s AND created_at <= %(now)s"
             + _scope(grids, "grid_id"),
             args,
+            prepare=False,
         )
         created = await cur.fetchone()
         devices_sql = (
@@ -138,9 +143,11 @@ async def summary(
                 "LEFT JOIN households h ON h.id = d.household_id "
                 "JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) WHERE b.grid_id = ANY(%(grids)s) "
             )
-        await cur.execute(devices_sql + "GROUP BY d.type", args)
+        await cur.execute(devices_sql + "GROUP BY d.type", args, prepare=False)
         device_rows = {r["type"]: r for r in await cur.fetchall()}
-        await cur.execute("SELECT count(*) AS n FROM silences WHERE starts_at <= %(now)s AND ends_at > %(now)s", args)
+        await cur.execute(
+            "SELECT count(*) AS n FROM silences WHERE starts_at <= %(now)s AND ends_at > %(now)s", args, prepare=False
+        )
         silences = await cur.fetchone()
     assert times is not None and created is not None and silences is not None
     by_kind: dict[str, int] = {}

@@ -47,3 +47,48 @@ def deadlines(policy: EscalationPolicy | Mapping[str, Any]) -> Deadlines:
     """The acknowledgement and arrival deadlines of a frozen policy (a policy or its JSON)."""
     p = policy if isinstance(policy, EscalationPolicy) else EscalationPolicy.from_json(policy)
     return Deadlines(_due(p, TicketStatus.ACKNOWLEDGED), _due(p, TicketStatus.ON_SITE))
+
+
+# Per ticket: the escalation base, the first response, both deadlines, and whether each milestone is
+# met, late (past its deadline without it, or reached after it) or pending. A late ticket whose alarms
+# had all cleared by the deadline is exempt: its policy would have stopped escalating (next_step).
+TICKET_TIMELINESS = """
+    SELECT t.*, b.base, b.response, d.ack_due, d.arrive_due,
+        COALESCE(b.response <= d.ack_due, false) AS ack_met,
+        COALESCE(t.arrived_at <= d.arrive_due, false) AS arrive_met,
+        CASE WHEN b.response <= d.ack_due THEN true
+             WHEN d.ack_due IS NOT NULL AND COALESCE(b.response, %(now)s) > d.ack_due THEN EXISTS (
+                 SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id
+                 WHERE ta.ticket_id = t.id AND (a.cleared_at IS NULL OR a.cleared_at > d.ack_due))
+             ELSE false END AS ack_assessed,
+        CASE WHEN t.arrived_at <= d.arrive_due THEN true
+             WHEN d.arrive_due IS NOT NULL AND COALESCE(t.arrived_at, t.resolved_at, %(now)s) > d.arrive_due
+             THEN EXISTS (
+                 SELECT 1 FROM ticket_alarms ta JOIN alarms a ON a.id = ta.alarm_id
+                 WHERE ta.ticket_id = t.id AND (a.cleared_at IS NULL OR a.cleared_at > d.arrive_due))
+             ELSE false END AS arrive_assessed
+    FROM tickets t
+    CROSS JOIN LATERAL (SELECT COALESCE(t.escalation_base_at, t.created_at) AS base,
+                               COALESCE(t.acknowledged_at, t.arrived_at, t.resolved_at) AS response) b
+    CROSS JOIN LATERAL (SELECT b.base + make_interval(secs => t.ack_due_s) AS ack_due,
+                               b.base + make_interval(secs => t.arrive_due_s) AS arrive_due) d
+"""
+
+# What the assessment adds up over a set of tickets (rows of TICKET_TIMELINESS), by name. Every measure
+# is additive, so sets can be summed: days of a rollup, the grids of a subtree.
+MEASURES: dict[str, str] = {
+    "tickets": "count(*)",
+    "open": "count(*) FILTER (WHERE status IN ('dispatched', 'acknowledged', 'on_site'))",
+    "ack_assessed": "count(*) FILTER (WHERE ack_assessed)",
+    "ack_on_time": "count(*) FILTER (WHERE ack_met)",
+    "arrive_assessed": "count(*) FILTER (WHERE arrive_assessed)",
+    "arrive_on_time": "count(*) FILTER (WHERE arrive_met)",
+    "responded": "count(response)",
+    "response_s": "COALESCE(sum(extract(epoch FROM response - base)), 0)::float8",
+    "arrived": "count(arrived_at)",
+    "arrive_s": "COALESCE(sum(extract(epoch FROM arrived_at - base)), 0)::float8",
+    "resolved": "count(resolved_at)",
+    "resolve_s": "COALESCE(sum(extract(epoch FROM resolved_at - created_at)), 0)::float8",
+    "false_alarms": "count(*) FILTER (WHERE outcome = 'false_alarm')",
+}
+MEASURES_SQL = ", ".join(f"{expr} AS {name}" for name, expr in MEASURES.items())

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from psycopg.rows import dict_row
 
+from stats.rollups import advance_alarms, watermark, whole_days
 from stats.summary import local_midnight
 from whistle.domain import AlarmKind, Severity
 from whistle.errors import Invalid
@@ -87,14 +88,10 @@ async def trends(
 ) -> list[TrendPoint]:
     """Alarms detected per bucket of the window, by severity, with zero buckets filled in."""
     first, end, n = window(bucket, now=now, since=since, until=until)
-    sql = (
-        "SELECT date_bin(%(width)s, detected_at, %(origin)s) AS start, severity, count(*) AS n FROM alarms "
-        "WHERE detected_at >= %(first)s AND detected_at < %(end)s"
-        + (" AND kind = %(kind)s" if kind is not None else "")
-        + (" AND grid_id = ANY(%(grids)s)" if grids is not None else "")
-        + " GROUP BY 1, 2"
+    filters = (" AND kind = %(kind)s" if kind is not None else "") + (
+        " AND grid_id = ANY(%(grids)s)" if grids is not None else ""
     )
-    args = {
+    args: dict[str, object] = {
         "width": bucket.width,
         "origin": _ORIGIN,
         "first": first,
@@ -102,9 +99,36 @@ async def trends(
         "kind": kind.value if kind else None,
         "grids": list(grids or ()),
     }
-    async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, args)
-        rows = await cur.fetchall()
+    binned = "SELECT date_bin(%(width)s, detected_at, %(origin)s) AS start, severity, count(*) AS n FROM alarms WHERE "
+    days = whole_days(first, end) if bucket is Bucket.DAY else None
+    if days is None:
+        sql = f"{binned}detected_at >= %(first)s AND detected_at < %(end)s{filters} GROUP BY 1, 2"
+    else:
+        # whole days from the rollup of cleared alarms; open ones, those cleared since its watermark and the
+        # partial days at the edges live
+        args.update(start=days.start, stop_at=days.end, day0=days.first, day1=days.stop)
+        live = [
+            "detected_at >= %(first)s AND detected_at < %(start)s",
+            "detected_at >= %(stop_at)s AND detected_at < %(end)s",
+            "detected_at >= %(start)s AND detected_at < %(stop_at)s AND status <> 'cleared'",
+            "detected_at >= %(start)s AND detected_at < %(stop_at)s AND cleared_at >= %(mark)s",
+        ]
+        rolled = (
+            "SELECT (day::timestamp - interval '8 hours') AT TIME ZONE 'UTC' AS start, severity, sum(alarms) AS n "
+            f"FROM alarm_days WHERE day >= %(day0)s AND day < %(day1)s{filters} GROUP BY 1, 2"
+        )
+        parts = [f"{binned}{w}{filters} GROUP BY 1, 2" for w in live] + [rolled]
+        sql = "SELECT start, severity, sum(n)::int AS n FROM (" + " UNION ALL ".join(parts) + ") x GROUP BY 1, 2"
+    async with db.connection() as conn:
+        if days is not None:
+            await advance_alarms(conn, now)
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the mark and the rows agree
+            if days is not None:
+                args["mark"] = await watermark(conn, "alarms")
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(sql, args, prepare=False)
+                rows = await cur.fetchall()
     counts: dict[datetime, dict[str, int]] = {}
     for r in rows:
         counts.setdefault(r["start"], {})[r["severity"]] = r["n"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from api.deps import BuildingId, CurrentUser, Services
+from api.responses import json_of
 from api.schemas import BuildingRead
 from stats import places
 from whistle.errors import NotFound
@@ -18,7 +19,7 @@ router = APIRouter()
 @router.get("/buildings/{building_id}", response_model=BuildingRead)
 async def get_building(
     ctx: Services, user: CurrentUser, building_id: BuildingId, recent: Annotated[int, Query(ge=0, le=200)] = 20
-) -> BuildingRead:
+) -> Response:
     """Every device of the building (and of its households) with its last state, its open alarms, its open
     tickets and the `recent` latest finished ones, and the silences covering it."""
     found = await places.building_detail(
@@ -26,4 +27,4 @@ async def get_building(
     )
     if found is None:
         raise NotFound(f"building {building_id} not found")
-    return BuildingRead.of(found)
+    return json_of(BuildingRead.of(found))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from api.deps import CurrentUser, Services
+from api.responses import json_of
 from api.schemas import MapRead
 from stats import places
 from stats.geo import Crs
@@ -14,9 +15,9 @@ router = APIRouter()
 
 
 @router.get("/map", response_model=MapRead)
-async def get_map(ctx: Services, user: CurrentUser, crs: Crs = Crs.WGS84) -> MapRead:
+async def get_map(ctx: Services, user: CurrentUser, crs: Crs = Crs.WGS84) -> Response:
     """Grids (Polygons from the registry) with open alarms by severity over their subtree, open tickets and the
     worker on duty; buildings (Points) with their worst open alarm; the silences in force. `crs=gcj02` converts
     every coordinate for a Chinese basemap."""
     found = await places.street_map(ctx.db, now=to_datetime(ctx.alerts.clock()), crs=crs, grids=None)
-    return MapRead.of(found)
+    return json_of(MapRead.of(found))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentUser, Services
 from api.exports import Format, disposition, grid_table, render, worker_table
+from api.responses import json_of
 from api.schemas import (
     AlarmPlaceRead,
     AssessmentRead,
@@ -75,37 +76,33 @@ async def get_ticker(
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 30,
     open_only: Annotated[bool, Query(alias="open")] = False,
-) -> TickerRead:
+) -> Response:
     """The latest alarms by detection (wall) time with their place (grid name, address, unit) and ticket, and
     the server's clock to age them by."""
     now = to_datetime(ctx.alerts.clock())
     items = await places.recent_alarms(ctx.db, limit=limit, open_only=open_only, grids=None)
-    return TickerRead(now=now, items=[AlarmPlaceRead.of(a) for a in items])
+    return json_of(TickerRead(now=now, items=[AlarmPlaceRead.of(a) for a in items]))
 
 
 @router.get("/grids", response_model=AssessmentRead[GridAssessmentRead])
-async def get_grid_assessment(
-    ctx: Services, user: CurrentUser, since: Since = None, until: Until = None
-) -> AssessmentRead[GridAssessmentRead]:
+async def get_grid_assessment(ctx: Services, user: CurrentUser, since: Since = None, until: Until = None) -> Response:
     """Per grid (its whole subtree), over the tickets created in the period: counts, acknowledged and on site on
     time against each ticket's frozen escalation policy, MTTA, time to arrive, MTTR, false-alarm share."""
     now = to_datetime(ctx.alerts.clock())
     period = _period(now, since, until)
     rows = await assessment.assess_grids(ctx.db, period=period, now=now, grids=None)
-    return AssessmentRead(since=period.since, until=period.until, items=[GridAssessmentRead.of_grid(g) for g in rows])
+    items = [GridAssessmentRead.of_grid(g) for g in rows]
+    return json_of(AssessmentRead[GridAssessmentRead](since=period.since, until=period.until, items=items))
 
 
 @router.get("/workers", response_model=AssessmentRead[WorkerAssessmentRead])
-async def get_worker_assessment(
-    ctx: Services, user: CurrentUser, since: Since = None, until: Until = None
-) -> AssessmentRead[WorkerAssessmentRead]:
+async def get_worker_assessment(ctx: Services, user: CurrentUser, since: Since = None, until: Until = None) -> Response:
     """Per assignee, the same measures as the grid table."""
     now = to_datetime(ctx.alerts.clock())
     period = _period(now, since, until)
     rows = await assessment.assess_workers(ctx.db, period=period, now=now, grids=None)
-    return AssessmentRead(
-        since=period.since, until=period.until, items=[WorkerAssessmentRead.of_worker(w) for w in rows]
-    )
+    items = [WorkerAssessmentRead.of_worker(w) for w in rows]
+    return json_of(AssessmentRead[WorkerAssessmentRead](since=period.since, until=period.until, items=items))
 
 
 def _file(body: bytes, fmt: Format, name: str) -> Response:

@@ -15,11 +15,9 @@ and NOW = T0+3200. A silence covers RJ-B0002 for elevator.ebike.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +26,7 @@ from alerts import silences
 from alerts.service import AlertService
 from api.app import create_app
 from api.deps import ApiContext
-from tests.helpers import small_registry
+from tests.helpers import screen_registry
 from whistle.domain import DEFAULT_SEVERITY, AlarmKind, Detection, DetectionAction, Outcome, SubjectType
 from whistle.registry import import_registry, parse_registry
 from whistle.store.db import Database
@@ -39,21 +37,6 @@ S = 1000
 NOW = T0 + 3200 * S
 TOKEN = "stats-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-# G1 spans both micro-grids; M01's ring is given clockwise and open, M02's counterclockwise and closed.
-POLYGONS = {
-    "RJ-G1": [[121.464, 31.211], [121.470, 31.211], [121.470, 31.216], [121.464, 31.216]],
-    "RJ-G1-M01": [[121.464, 31.211], [121.464, 31.216], [121.4665, 31.216], [121.4665, 31.211]],
-    "RJ-G1-M02": [[121.4665, 31.211], [121.470, 31.211], [121.470, 31.216], [121.4665, 31.216], [121.4665, 31.211]],
-}
-
-
-def screen_registry() -> dict[str, Any]:
-    """small_registry with the grids' polygons."""
-    reg = copy.deepcopy(small_registry())
-    for g in reg["grids"]:
-        g["polygon"] = POLYGONS[g["id"]]
-    return reg
 
 
 class Clock:

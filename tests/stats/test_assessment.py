@@ -131,3 +131,23 @@ async def test_the_worker_table_exports(client: httpx.AsyncClient) -> None:
     x = await client.get("/api/v1/stats/workers/export", params={**PERIOD, "format": "xlsx"})
     assert openpyxl.load_workbook(io.BytesIO(x.content)).sheetnames == ["人员考核"]
     assert (await client.get("/api/v1/stats/workers/export", params={"format": "pdf"})).status_code == 422
+
+
+async def test_a_tickets_audit_trail_exports(client: httpx.AsyncClient, evening: Evening) -> None:
+    tid = evening.tickets["B"]
+    r = await client.get(f"/api/v1/tickets/{tid}/history/export", params={"format": "csv"})
+    assert r.status_code == 200
+    table = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert table[0] == ["时间", "操作人", "操作", "原状态", "新状态", "备注", "详情"]
+    assert [row[2] for row in table[1:]] == ["派单", "通知", "接单", "到场", "办结"]
+    assert table[1][0] == "2026-11-18 19:08:20"  # local time of the dispatch (T0 + 100 s)
+    assert table[5][3:5] == ["已到场", "已办结"] and '"outcome": "false_alarm"' in table[5][6]
+    x = await client.get(f"/api/v1/tickets/{tid}/history/export")
+    sheet = openpyxl.load_workbook(io.BytesIO(x.content))["处置记录"]
+    values = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert values[0][0] == "工单处置记录"
+    assert values[4][:2] == ["地点", "瑞金二路 1 弄 2 号"] and values[2][:2] == ["类型", "火警"]
+    header = next(i for i, row in enumerate(values) if row[0] == "时间")
+    assert values[header + 3][2] == "接单" and values[header + 3][0].isoformat() == "2026-11-18T19:13:20"
+    missing = await client.get("/api/v1/tickets/00000000-0000-4000-8000-000000000000/history/export")
+    assert missing.status_code == 404
