@@ -96,7 +96,8 @@ def main() -> int:
 
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="whistle-screenshot-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
+    # the demo's own settings, except how the screen looks (e.g. WHISTLE_SCREEN_TILES_URL for a basemap)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_") or k.startswith("WHISTLE_SCREEN_")}
     env.update(WHISTLE_HTTP=f"127.0.0.1:{port}", WHISTLE_STATE_DIR=str(state))
     exe = Path(sys.executable).with_name("whistle")
     cmd = [str(exe), "demo", "--households", str(args.households), "--incident-every", str(args.incident_every)]

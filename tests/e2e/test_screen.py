@@ -10,11 +10,17 @@ and a page without WebSocket falls back to polling.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import struct
 import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from selenium.webdriver.common.by import By
 
 from app.broker import free_port
 from simulators.live import Publisher
+from stats.geo import wgs84_to_gcj02
 from tests.browser import chromium, until
 from tests.conftest import MosquittoBroker
 from tests.helpers import screen_registry, wait_for
@@ -43,8 +50,8 @@ class Served:
     mqtt: str
 
 
-@pytest.fixture
-async def served(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def serve(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path, **extra: str) -> AsyncIterator[Served]:
     """`whistle serve` on the test's Mosquitto and database, with the small street (and its polygons)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
@@ -56,6 +63,7 @@ async def served(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> Asy
         WHISTLE_STATE_DIR=str(tmp_path),
         WHISTLE_MQTT_CLIENT_ID=f"screen-{uuid.uuid4().hex[:8]}",
         WHISTLE_SCREEN_POLL_S="2",
+        **extra,
     )
     log = tmp_path / "serve.log"
     with log.open("ab") as out:
@@ -84,6 +92,12 @@ async def served(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> Asy
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+@pytest.fixture
+async def served(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> AsyncIterator[Served]:
+    async with serve(mosquitto, db_url, tmp_path) as s:
+        yield s
 
 
 # What the page shows, read from the DOM and from the ECharts instances that draw it.
@@ -205,3 +219,80 @@ def look_at_the_screen(served: Served) -> None:
 
 async def test_the_screen_shows_the_street_and_a_fire_as_it_arrives(served: Served) -> None:
     await asyncio.to_thread(look_at_the_screen, served)
+
+
+# A self-hosted basemap: a loopback XYZ tile server that answers every tile with one grey PNG.
+def _png(grey: int = 96) -> bytes:
+    """A 1x1 grey PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(bytes([0, grey]))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+TILE = _png()
+
+
+@contextmanager
+def tile_server() -> Iterator[tuple[str, list[str]]]:
+    asked: list[str] = []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(TILE)))
+            self.end_headers()
+            self.wfile.write(TILE)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    r = math.radians(lat)
+    return int((lon + 180) / 360 * n), int((1 - math.log(math.tan(r) + 1 / math.cos(r)) / math.pi) / 2 * n)
+
+
+def look_over_a_basemap(url: str, asked: list[str]) -> None:
+    with chromium(1920, 1080) as d:
+        d.get(f"{url}/#token={TOKEN}")
+        until(lambda: probe(d)["updated"], timeout=45, what="first render")
+        points = d.execute_script(
+            "return echarts.getInstanceByDom(document.getElementById('map')).getOption()"
+            ".series.find(s => s.id === 'buildings').data.map(p => [p.id, p.value[0], p.value[1]]);"
+        )
+        drawn = {p[0]: (p[1], p[2]) for p in points}
+        lon, lat = wgs84_to_gcj02(121.466, 31.213)
+        assert drawn["RJ-B0001"] == pytest.approx((lon, lat), abs=1e-6)  # GCJ-02, to sit on the basemap
+        tiles = until(lambda: [p for p in asked if p.endswith(".png")], timeout=20, what="tile requests")
+        zs = {int(p.split("/")[1]) for p in tiles}
+        assert len(zs) == 1, tiles
+        z = zs.pop()
+        assert 14 <= z <= 19, tiles
+        x, y = tile_of(lon, lat, z)
+        assert f"/{z}/{x}/{y}.png" in tiles, (x, y, tiles)
+
+
+async def test_a_self_hosted_basemap_in_gcj02(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> None:
+    with tile_server() as (tiles, asked):
+        async with serve(mosquitto, db_url, tmp_path, WHISTLE_SCREEN_TILES_URL=f"{tiles}/{{z}}/{{x}}/{{y}}.png") as s:
+            async with httpx.AsyncClient(base_url=s.url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                cfg = (await http.get("/api/v1/screen/config")).json()
+            assert cfg == {"tiles_url": f"{tiles}/{{z}}/{{x}}/{{y}}.png", "tiles_crs": "gcj02", "poll_s": 2.0,
+                           "low_battery_pct": 20.0}  # fmt: skip
+            await asyncio.to_thread(look_over_a_basemap, s.url, asked)
