@@ -20,6 +20,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def main() -> int:
             demo.wait(30)
         except subprocess.TimeoutExpired:
             demo.kill()
+            demo.wait()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from whistle.domain import Severity, WorkerRole
 from whistle.store.db import Database
 from whistle.timeutil import from_datetime
 
-OPEN_TICKET_STATUSES = ("dispatched", "acknowledged", "on_site")
 _MAX_DEPTH = 16  # grids nest a few levels; a cycle in parent_id never loops
 
 
@@ -115,8 +114,7 @@ class StreetMap:
 
 @dataclass(frozen=True, slots=True)
 class _Registry:
-    grids: dict[str, dict[str, Any]]
-    parents: dict[str, str | None]
+    parents: dict[str, str | None]  # grid -> its parent
 
     def chain(self, grid_id: str) -> list[str]:
         """The grid and its ancestors, nearest first."""
@@ -174,7 +172,7 @@ async def street_map(
         ]
         silences = await _active_silences(cur, now)
 
-    reg = _Registry(all_grids, {g: r["parent_id"] for g, r in all_grids.items()})
+    reg = _Registry({g: r["parent_id"] for g, r in all_grids.items()})
     visible = set(all_grids) if grids is None else set(grids) & set(all_grids)
     grid_alarms: dict[str, SeverityCounts] = {}
     building_alarms: dict[str, SeverityCounts] = {}
