@@ -12,17 +12,17 @@ from api.routes import (
     health,
     households,
     live,
-    map,
     registry,
     rosters,
     screen,
     silences,
     stats,
+    street_map,
     tickets,
 )
 
 router = APIRouter(prefix="/api/v1")
 for _module in (health, registry, alarms, tickets, rosters, silences, live, dead_letters, devices, households):
     router.include_router(_module.router)
-for _module in (map, buildings, stats, screen):  # the operations-center screens (stats/)
+for _module in (street_map, buildings, stats, screen):  # the operations-center screens (stats/)
     router.include_router(_module.router)
