@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules eval clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens screenshot eval clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench-ingest: $(STAMP) system-deps
 
 bench-rules: $(STAMP)
 	$(BIN)/python scripts/bench_rules.py --households 5000 --hours 24 --runs 5 --json-out docs/bench_rules.json $(ARGS)
+
+bench-screens: $(STAMP)
+	$(BIN)/python scripts/bench_screens.py --alarms 1000000 --json-out docs/bench_screens.json $(ARGS)
+
+screenshot: $(STAMP) system-deps
+	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
 
 eval: $(STAMP) system-deps
 	$(BIN)/python scripts/evaluate.py --households 600 --days 21 --seed 7 --first-day 2026-11-03 --params scripts/eval_params.json --json-out docs/evaluation.json --doc docs/EVALUATION.md $(ARGS)

@@ -6,6 +6,7 @@ from importlib import resources
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.deps import ApiContext
 from api.limits import BodyLimit
@@ -46,6 +47,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
+    # The screen's scripts (ECharts, vendored by scripts/vendor-echarts): nothing is loaded from the internet.
+    app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")
 
     @app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
     async def metrics() -> PlainTextResponse:

@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alerts.service import AlertService
 from api.ratelimit import RateLimiter
+from api.screen import ScreenOptions
 from whistle import users
 from whistle.access import PRIVILEGED_RATE, Permission, Principal, bootstrap_admin
 from whistle.bus import Bus
@@ -84,6 +85,7 @@ class ApiContext:
     metrics: Callable[[], Iterable[Sample]] = list
     access: AccessConfig = field(default_factory=AccessConfig)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    screen: ScreenOptions = field(default_factory=ScreenOptions)  # the screen's basemap, poll, thresholds
 
 
 def get_context(request: Request) -> ApiContext:
@@ -191,3 +193,4 @@ HouseholdId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 GridId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 UserId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 WorkerId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+BuildingId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, time
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from alerts.channels.text import KIND_LABEL
 from alerts.queries import TicketView
 from alerts.rosters import Roster
+from stats.assessment import GridAssessment, Measures, WorkerAssessment
+from stats.places import AlarmPlace, BuildingDetail, SeverityCounts, StreetMap
+from stats.summary import Summary
 from whistle.access import ACCOUNT_ROLES, Role
 from whistle.domain import Alarm, AlarmKind, Outcome, TicketEvent
 from whistle.privacy import mask_json, mask_phones_in
@@ -504,3 +509,414 @@ class ErasureRead(BaseModel):
     household_id: str
     contacts_erased: int
     notifications_scrubbed: int
+
+
+# The operations-center screens (stats/) --------------------------------------------------------
+
+
+def kind_label(kind: str) -> str:
+    """The Chinese label of an alarm kind (the kind itself if it has none)."""
+    try:
+        return KIND_LABEL.get(AlarmKind(kind), kind)
+    except ValueError:
+        return kind
+
+
+class SeverityCountsRead(BaseModel):
+    critical: int
+    major: int
+    minor: int
+    warning: int
+    total: int
+
+    @classmethod
+    def of(cls, c: SeverityCounts) -> SeverityCountsRead:
+        return cls(total=c.total, **c.as_dict())
+
+
+class PersonRead(BaseModel):
+    id: str
+    name: str
+
+
+class PolygonGeometry(BaseModel):
+    type: Literal["Polygon"] = "Polygon"
+    coordinates: list[list[tuple[float, float]]]
+
+
+class PointGeometry(BaseModel):
+    type: Literal["Point"] = "Point"
+    coordinates: tuple[float, float]
+
+
+class GridProperties(BaseModel):
+    kind: Literal["grid"] = "grid"
+    id: str
+    name: str
+    parent_id: str | None
+    level: int
+    leaf: bool
+    open_alarms: SeverityCountsRead
+    worst: str | None
+    open_tickets: int
+    on_duty: PersonRead | None
+    silenced: bool
+
+
+class BuildingProperties(BaseModel):
+    kind: Literal["building"] = "building"
+    id: str
+    grid_id: str
+    address: str
+    floors: int | None
+    open_alarms: SeverityCountsRead
+    worst: str | None
+    open_tickets: int
+    silenced: bool
+    silenced_devices: int
+
+
+class MapFeature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    id: str
+    geometry: PolygonGeometry | PointGeometry | None
+    properties: GridProperties | BuildingProperties
+
+
+class ActiveSilenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    scope_type: str
+    scope_id: str
+    place: str
+    kinds: list[str] | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    building_id: str | None
+    grid_id: str | None
+
+
+class MapRead(BaseModel):
+    """A GeoJSON FeatureCollection (RFC 7946): grids as Polygons, buildings as Points, with foreign members."""
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    bbox: tuple[float, float, float, float] | None
+    coordinate_system: str = Field(description="wgs84 (as registered) or gcj02 (for a Chinese basemap)")
+    streets: list[str]
+    features: list[MapFeature]
+    silences: list[ActiveSilenceRead]
+
+    @classmethod
+    def of(cls, m: StreetMap) -> MapRead:
+        features: list[MapFeature] = []
+        for g in m.grids:
+            features.append(
+                MapFeature(
+                    id=g.id,
+                    geometry=PolygonGeometry(coordinates=[g.ring]) if g.ring else None,
+                    properties=GridProperties(
+                        id=g.id,
+                        name=g.name,
+                        parent_id=g.parent_id,
+                        level=g.level,
+                        leaf=g.leaf,
+                        open_alarms=SeverityCountsRead.of(g.open_alarms),
+                        worst=g.open_alarms.worst,
+                        open_tickets=g.open_tickets,
+                        on_duty=PersonRead(id=g.on_duty.id, name=g.on_duty.name) if g.on_duty else None,
+                        silenced=g.silenced,
+                    ),
+                )
+            )
+        for b in m.buildings:
+            features.append(
+                MapFeature(
+                    id=b.id,
+                    geometry=PointGeometry(coordinates=b.point) if b.point else None,
+                    properties=BuildingProperties(
+                        id=b.id,
+                        grid_id=b.grid_id,
+                        address=b.address,
+                        floors=b.floors,
+                        open_alarms=SeverityCountsRead.of(b.open_alarms),
+                        worst=b.open_alarms.worst,
+                        open_tickets=b.open_tickets,
+                        silenced=b.silenced,
+                        silenced_devices=b.silenced_devices,
+                    ),
+                )
+            )
+        return cls(
+            bbox=m.bbox,
+            coordinate_system=m.crs.value,
+            streets=m.streets,
+            features=features,
+            silences=[ActiveSilenceRead.model_validate(s) for s in m.silences],
+        )
+
+
+class AlarmPlaceRead(BaseModel):
+    """An alarm with its place and ticket, as the ticker and a building's card show it."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    kind: str
+    kind_label: str
+    severity: str
+    status: str
+    subject_type: str
+    subject_id: str
+    grid_id: str | None
+    grid_name: str | None
+    building_id: str | None
+    address: str | None
+    unit: str | None
+    detected_at: datetime
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    silenced: bool
+    ticket_id: str | None
+    ticket_status: str | None
+    assignee_id: str | None
+    assignee_name: str | None
+
+    @classmethod
+    def of(cls, a: AlarmPlace) -> AlarmPlaceRead:
+        return cls.model_validate({**dataclasses.asdict(a), "kind_label": kind_label(a.kind)})
+
+
+class TickerRead(BaseModel):
+    now: datetime = Field(description="the server's wall clock, so a screen can age alarms without trusting its own")
+    items: list[AlarmPlaceRead]
+
+
+class DeviceStatusRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    type: str
+    household_id: str | None
+    unit: str | None
+    location: str | None
+    last_seen: datetime | None
+    online: bool | None
+    battery_pct: float | None
+    offline_alarm: bool
+
+
+class TicketBriefRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    kind: str
+    severity: str
+    status: str
+    assignee_id: str | None
+    assignee_name: str | None
+    escalation_level: int
+    created_at: datetime
+    acknowledged_at: datetime | None
+    arrived_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+
+
+class BuildingRead(BaseModel):
+    id: str
+    address: str
+    grid_id: str
+    grid_name: str | None
+    floors: int | None
+    location: tuple[float, float] | None
+    households: int
+    devices: list[DeviceStatusRead]
+    open_alarms: list[AlarmPlaceRead]
+    tickets: list[TicketBriefRead]
+    silences: list[ActiveSilenceRead]
+
+    @classmethod
+    def of(cls, b: BuildingDetail) -> BuildingRead:
+        return cls(
+            id=b.id,
+            address=b.address,
+            grid_id=b.grid_id,
+            grid_name=b.grid_name,
+            floors=b.floors,
+            location=b.location,
+            households=b.households,
+            devices=[DeviceStatusRead.model_validate(d) for d in b.devices],
+            open_alarms=[AlarmPlaceRead.of(a) for a in b.open_alarms],
+            tickets=[TicketBriefRead.model_validate(t) for t in b.tickets],
+            silences=[ActiveSilenceRead.model_validate(s) for s in b.silences],
+        )
+
+
+class DeviceHealthRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    type: str
+    total: int
+    online: int
+    offline: int
+    never_seen: int
+    low_battery: int
+
+
+class SummaryRead(BaseModel):
+    now: datetime
+    day_start: datetime
+    alarms_today: int
+    alarms_today_by_kind: dict[str, int]
+    alarms_today_by_severity: dict[str, int]
+    open_alarms: int
+    open_alarms_by_severity: dict[str, int]
+    open_alarms_silenced: int
+    open_tickets: int
+    open_tickets_by_status: dict[str, int]
+    overdue_tickets: int
+    tickets_created_today: int
+    tickets_resolved_today: int
+    mtta_s: float | None = Field(description="mean seconds to the first response of tickets answered today")
+    mtt_arrive_s: float | None = Field(description="mean seconds to arrival of tickets that arrived today")
+    mttr_s: float | None = Field(description="mean seconds from creation to resolution of tickets resolved today")
+    devices: list[DeviceHealthRead]
+    devices_online_share: float | None
+    low_battery: int
+    low_battery_pct: float
+    active_silences: int
+
+    @classmethod
+    def of(cls, s: Summary) -> SummaryRead:
+        heard = sum(d.total - d.never_seen for d in s.devices)
+        online = sum(d.online for d in s.devices)
+        return cls(
+            now=s.now,
+            day_start=s.day_start,
+            alarms_today=s.alarms_today,
+            alarms_today_by_kind=s.alarms_today_by_kind,
+            alarms_today_by_severity=s.alarms_today_by_severity,
+            open_alarms=s.open_alarms,
+            open_alarms_by_severity=s.open_alarms_by_severity,
+            open_alarms_silenced=s.open_alarms_silenced,
+            open_tickets=s.open_tickets,
+            open_tickets_by_status=s.open_tickets_by_status,
+            overdue_tickets=s.overdue_tickets,
+            tickets_created_today=s.tickets_created_today,
+            tickets_resolved_today=s.tickets_resolved_today,
+            mtta_s=s.mtta_s,
+            mtt_arrive_s=s.mtt_arrive_s,
+            mttr_s=s.mttr_s,
+            devices=[DeviceHealthRead.model_validate(d) for d in s.devices],
+            devices_online_share=round(online / heard, 4) if heard else None,
+            low_battery=sum(d.low_battery for d in s.devices),
+            low_battery_pct=s.low_battery_pct,
+            active_silences=s.active_silences,
+        )
+
+
+class MeasuresRead(BaseModel):
+    """A set of tickets assessed: counts, on-time shares (of those assessed), mean times in seconds."""
+
+    tickets: int
+    open: int
+    ack_assessed: int
+    ack_on_time: int
+    ack_on_time_share: float | None
+    arrive_assessed: int
+    arrive_on_time: int
+    arrive_on_time_share: float | None
+    mtta_s: float | None
+    mtt_arrive_s: float | None
+    mttr_s: float | None
+    resolved: int
+    false_alarms: int
+    false_alarm_share: float | None
+
+    @classmethod
+    def of(cls, m: Measures) -> MeasuresRead:
+        return cls(
+            tickets=m.tickets,
+            open=m.open,
+            ack_assessed=m.ack_assessed,
+            ack_on_time=m.ack_on_time,
+            ack_on_time_share=m.ack_on_time_share,
+            arrive_assessed=m.arrive_assessed,
+            arrive_on_time=m.arrive_on_time,
+            arrive_on_time_share=m.arrive_on_time_share,
+            mtta_s=m.mtta_s,
+            mtt_arrive_s=m.mtt_arrive_s,
+            mttr_s=m.mttr_s,
+            resolved=m.resolved,
+            false_alarms=m.false_alarms,
+            false_alarm_share=m.false_alarm_share,
+        )
+
+
+class GridAssessmentRead(MeasuresRead):
+    """A grid's row: the measures of its whole subtree, and of its own tickets in `own`."""
+
+    grid_id: str
+    name: str
+    parent_id: str | None
+    level: int
+    own: MeasuresRead
+
+    @classmethod
+    def of_grid(cls, g: GridAssessment) -> GridAssessmentRead:
+        return cls(
+            grid_id=g.grid_id,
+            name=g.name,
+            parent_id=g.parent_id,
+            level=g.level,
+            own=MeasuresRead.of(g.own),
+            **MeasuresRead.of(g.total).model_dump(),
+        )
+
+
+class WorkerAssessmentRead(MeasuresRead):
+    worker_id: str
+    name: str
+    role: str | None
+    grid_id: str | None
+    grid_name: str | None
+
+    @classmethod
+    def of_worker(cls, w: WorkerAssessment) -> WorkerAssessmentRead:
+        return cls(
+            worker_id=w.worker_id,
+            name=w.name,
+            role=w.role,
+            grid_id=w.grid_id,
+            grid_name=w.grid_name,
+            **MeasuresRead.of(w.measures).model_dump(),
+        )
+
+
+class AssessmentRead(BaseModel, Generic[T]):
+    since: datetime
+    until: datetime
+    items: list[T]
+
+
+class TrendPointRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    start: datetime
+    total: int
+    critical: int
+    major: int
+    minor: int
+    warning: int
+
+
+class TrendsRead(BaseModel):
+    bucket: str
+    kind: str | None
+    items: list[TrendPointRead]
+
+
+class ScreenConfigRead(BaseModel):
+    """What the screen page needs to know about this deployment."""
+
+    tiles_url: str | None = Field(description="a self-hosted XYZ tile URL template, {z}/{x}/{y}; none: no basemap")
+    tiles_crs: str = Field(description="the basemap's coordinate system: gcj02 or wgs84")
+    poll_s: float
+    low_battery_pct: float

@@ -24,6 +24,7 @@ from alerts.storms import StormPolicy
 from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import AccessConfig, ApiContext
+from api.screen import ScreenOptions
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.health import write_heartbeats
@@ -242,6 +243,7 @@ async def run(
                 health_details=lambda: health_details(rt),
                 metrics=lambda: collect_metrics(rt),
                 access=AccessConfig.from_settings(settings),
+                screen=ScreenOptions.from_settings(settings),
             )
             server = _Server(
                 uvicorn.Config(

@@ -1,10 +1,9 @@
-"""Small helpers shared by the tests: bounded polling, a hand-built registry, a headless browser."""
+"""Small helpers shared by the tests: bounded polling and hand-built registries (the browser is tests/browser.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -74,32 +73,17 @@ def small_registry() -> dict[str, Any]:
     }
 
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
+# G1 spans both micro-grids; M01's ring is given clockwise and open, M02's counterclockwise and closed.
+POLYGONS = {
+    "RJ-G1": [[121.464, 31.211], [121.470, 31.211], [121.470, 31.216], [121.464, 31.216]],
+    "RJ-G1-M01": [[121.464, 31.211], [121.464, 31.216], [121.4665, 31.216], [121.4665, 31.211]],
+    "RJ-G1-M02": [[121.4665, 31.211], [121.470, 31.211], [121.470, 31.216], [121.4665, 31.216], [121.4665, 31.211]],
+}
 
 
-async def chromium_dom(url: str, *, budget_ms: int = 8000, timeout: float = 60.0) -> str:
-    """The DOM of `url` after its scripts ran for `budget_ms` of virtual time, in Debian's headless Chromium
-    (installed by scripts/ensure-system-deps; a missing browser fails the test, naming it)."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe, "chromium is not installed (Debian package `chromium`; scripts/ensure-system-deps installs it)"
-    with tempfile.TemporaryDirectory(prefix="whistle-chromium-") as profile:
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            *CHROMIUM_FLAGS,
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}",
-            f"--virtual-time-budget={budget_ms}",
-            "--dump-dom",
-            url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
-    return out.decode()
+def screen_registry() -> dict[str, Any]:
+    """small_registry with the grids' polygons, as the map draws them."""
+    reg = copy.deepcopy(small_registry())
+    for g in reg["grids"]:
+        g["polygon"] = POLYGONS[g["id"]]
+    return reg

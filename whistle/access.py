@@ -67,10 +67,12 @@ class Permission(StrEnum):
     WORKERS_OFFBOARD = "workers.offboard"
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    SCREEN_READ = "screen.read"  # the map, counters, trends, the ticker, a building's card (of the caller's grids)
+    ASSESSMENT_READ = "assessment.read"  # the grids' and workers' assessment tables and their exports
 
 
 P = Permission
-_READ_TICKETS = {P.ALARMS_READ, P.TICKETS_READ, P.LIVE, P.SILENCES_READ, P.ROSTERS_READ}
+_READ_TICKETS = {P.ALARMS_READ, P.TICKETS_READ, P.LIVE, P.SILENCES_READ, P.ROSTERS_READ, P.SCREEN_READ}
 _FIELD = _READ_TICKETS | {P.TICKETS_ACT, P.TICKETS_CONTACTS, P.HOUSEHOLDS_READ, P.DEVICES_READ}
 _DISPATCH = _FIELD | {
     P.TICKETS_DISPATCH,
@@ -79,12 +81,13 @@ _DISPATCH = _FIELD | {
     P.ABSENCES,
     P.WORKERS_READ,
     P.WORKERS_PHONES,
+    P.ASSESSMENT_READ,
 }
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPS_CENTER: frozenset(_DISPATCH | {P.SILENCES_LIFE_SAFETY, P.DEVICES_USAGE, P.DEAD_LETTERS_READ}),
-    Role.SCREEN: frozenset(_READ_TICKETS | {P.WORKERS_READ}),
+    Role.SCREEN: frozenset(_READ_TICKETS | {P.WORKERS_READ, P.ASSESSMENT_READ}),
     Role.INTEGRATION: frozenset(
         {P.REGISTRY_WRITE, P.DEVICES_READ, P.DEVICES_USAGE, P.DEVICES_MANAGE, P.DEAD_LETTERS_READ}
     ),
@@ -154,6 +157,11 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def grids(self) -> tuple[str, ...] | None:
+        """The grids the caller's place-bound reads are limited to; None: every grid."""
+        return None if self.scope.all_grids else self.scope.grid_ids
 
     @property
     def masked(self) -> bool:

@@ -147,6 +147,14 @@ class Settings(FileSettings):
     mqtt_open_broker: bool = Field(default=False, description="the embedded broker accepts anonymous clients")
     broker_auth_dir: Path | None = Field(default=None, description="rewrite the broker's password file and ACL here")
 
+    # the operations-center screen (api/static/index.html, stats/)
+    screen_tiles_url: str | None = Field(
+        default=None, description="a self-hosted XYZ tile URL template ({z}/{x}/{y}); unset: no basemap"
+    )
+    screen_tiles_crs: Literal["gcj02", "wgs84"] = "gcj02"
+    screen_poll_s: float = Field(default=15.0, ge=1.0, le=3600.0)
+    low_battery_pct: float = Field(default=20.0, ge=0.0, le=100.0)
+
     demo: bool = False
 
     @field_validator("http")

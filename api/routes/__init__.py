@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from api.routes import (
     alarms,
     audit,
+    buildings,
     dead_letters,
     devices,
     health,
@@ -14,8 +15,11 @@ from api.routes import (
     live,
     registry,
     rosters,
+    screen,
     session,
     silences,
+    stats,
+    street_map,
     tickets,
     users,
     workers,
@@ -38,4 +42,6 @@ for _module in (
     workers,
     audit,
 ):
+    router.include_router(_module.router)
+for _module in (street_map, buildings, stats, screen):  # the operations-center screens (stats/)
     router.include_router(_module.router)

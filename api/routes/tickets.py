@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from alerts import privacy, queries
 from api.deps import Allow, Db, Limit, Services, TicketId
+from api.exports import Format, audit_table, disposition, render
 from api.schemas import (
     ContactRead,
     Page,
@@ -21,6 +22,7 @@ from api.schemas import (
     TicketResolve,
     TicketTransfer,
 )
+from stats import places
 from whistle.access import Permission, Principal
 from whistle.domain import AlarmKind, TicketStatus
 from whistle.errors import NotFound
@@ -126,3 +128,20 @@ async def transfer_ticket(ctx: Services, user: Dispatcher, ticket_id: TicketId, 
 async def comment_ticket(ctx: Services, user: Actor, ticket_id: TicketId, body: TicketComment) -> TicketRead:
     await ctx.alerts.comment(ticket_id, actor=user.id, note=body.note, scope=user.scope)
     return await _read(ctx.db, ticket_id, user)
+
+
+@router.get("/tickets/{ticket_id}/history/export", response_class=Response)
+async def export_ticket_history(
+    db: Db,
+    user: Reader,
+    ticket_id: TicketId,
+    fmt: Annotated[Format, Query(alias="format", description="csv or xlsx")] = Format.XLSX,
+) -> Response:
+    """The ticket's audit trail (every step, who, when, why) as CSV or Excel (.xlsx), within the caller's scope."""
+    view = await queries.get_ticket(db, ticket_id, scope=user.scope)
+    if view is None:
+        raise NotFound(f"ticket {ticket_id} not found")
+    place = await places.place_of(db, building_id=view.ticket.building_id, household_id=view.ticket.household_id)
+    body = render(audit_table(view, place=place, masked=user.masked), fmt)
+    name = f"工单处置记录-{ticket_id[:8]}.{fmt.value}"
+    return Response(body, media_type=fmt.media_type, headers={"Content-Disposition": disposition(name)})

@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
-PACKAGES = ("whistle", "collectors", "rules", "alerts", "api", "simulators", "app")
+PACKAGES = ("whistle", "collectors", "rules", "alerts", "stats", "api", "simulators", "app")
 
 
 # --- the Dockerfile and its context --------------------------------------------------------------------------

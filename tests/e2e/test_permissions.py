@@ -454,6 +454,48 @@ def _absence() -> dict[str, str]:
     return {**window(24), "note": "住院"}
 
 
+def features(
+    path: str, key: Callable[[Walk, str], str], *, items: str, field_name: str, params: dict[str, Any]
+) -> Call:
+    """A read of the screens that lists places or alarms: in scope listed, out of scope absent (as `listing`)."""
+
+    async def call(w: Walk, user: str | None, where: str) -> httpx.Response:
+        r = await w.call(user, "GET", path, params=params)
+        if r.status_code == 200:
+            ids = {str(i[field_name]) for i in r.json()[items]}
+            wanted = key(w, where)
+            if where == "in":
+                assert wanted in ids, f"{user}: {path} does not show {wanted}"
+            elif where == "out":
+                assert wanted not in ids, f"{user}: {path} shows {wanted}, outside the caller's scope"
+            elif where == "out-visible":
+                assert wanted in ids, f"{user}: {path} hides {wanted}, though the caller sees every grid"
+        return r
+
+    return call
+
+
+def _ticket_of(where: str) -> str:
+    return "read_in" if where == "in" else "out"
+
+
+async def worker_assessment(w: Walk, user: str | None, where: str) -> httpx.Response:
+    ticket = await w.boot("GET", f"/api/v1/tickets/{w.fixed[_ticket_of(where)]}")
+    assignee = str(ticket["assignee_id"])
+    return await features(
+        "/api/v1/stats/workers", lambda _w, _where: assignee, items="items", field_name="worker_id", params={}
+    )(w, user, where)
+
+
+async def building_get(w: Walk, user: str | None, where: str) -> httpx.Response:
+    return await w.call(user, "GET", f"/api/v1/buildings/{'B01-05' if where == 'in' else 'B03-05'}")
+
+
+async def history_export(w: Walk, user: str | None, where: str) -> httpx.Response:
+    ticket = w.fixed[_ticket_of(where)]
+    return await w.call(user, "GET", f"/api/v1/tickets/{ticket}/history/export", params={"format": "csv"})
+
+
 CALLS: dict[str, Call] = {
     "GET /api/v1/health": get("/api/v1/health"),
     "GET /metrics": get("/metrics"),
@@ -510,8 +552,42 @@ CALLS: dict[str, Call] = {
     "POST /api/v1/workers/{worker_id}/offboard": offboard,
     "GET /api/v1/audit": get("/api/v1/audit"),
     "GET /api/v1/audit/personal-data": get("/api/v1/audit/personal-data"),
+    "GET /api/v1/map": features(
+        "/api/v1/map", lambda w, where: IN if where == "in" else OUT, items="features", field_name="id", params={}
+    ),
+    "GET /api/v1/buildings/{building_id}": building_get,
+    "GET /api/v1/screen/config": get("/api/v1/screen/config"),
+    "GET /api/v1/stats/summary": get("/api/v1/stats/summary"),
+    "GET /api/v1/stats/trends": get("/api/v1/stats/trends"),
+    "GET /api/v1/stats/ticker": features(
+        "/api/v1/stats/ticker",
+        lambda w, where: w.alarm_of[w.fixed[_ticket_of(where)]],
+        items="items",
+        field_name="id",
+        params={"limit": 200},
+    ),
+    "GET /api/v1/stats/grids": features(
+        "/api/v1/stats/grids",
+        lambda w, where: IN if where == "in" else OUT,
+        items="items",
+        field_name="grid_id",
+        params={},
+    ),
+    "GET /api/v1/stats/workers": worker_assessment,
+    "GET /api/v1/stats/grids/export": get("/api/v1/stats/grids/export?format=csv"),
+    "GET /api/v1/stats/workers/export": get("/api/v1/stats/workers/export?format=csv"),
+    "GET /api/v1/tickets/{ticket_id}/history/export": history_export,
 }
-LISTS = {"GET /api/v1/alarms", "GET /api/v1/tickets", "GET /api/v1/silences", "GET /api/v1/workers"}
+LISTS = {
+    "GET /api/v1/alarms",
+    "GET /api/v1/tickets",
+    "GET /api/v1/silences",
+    "GET /api/v1/workers",
+    "GET /api/v1/map",
+    "GET /api/v1/stats/ticker",
+    "GET /api/v1/stats/grids",
+    "GET /api/v1/stats/workers",
+}
 
 
 async def setup(w: Walk) -> None:
