@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -920,3 +920,41 @@ class ScreenConfigRead(BaseModel):
     tiles_crs: str = Field(description="the basemap's coordinate system: gcj02 or wgs84")
     poll_s: float
     low_battery_pct: float
+
+
+# -- jobs and the pipeline ------------------------------------------------------------------------
+
+
+class JobCreate(BaseModel):
+    """Days to feature and judge (local dates; open ends: every stored day, up to yesterday)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    first: date | None = Field(default=None, alias="from")
+    last: date | None = Field(default=None, alias="to")
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    first_day: date | None
+    last_day: date | None
+    requested_by: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: str
+    result: dict[str, Any]
+
+
+class GroupLagRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    group: str
+    topic: str
+    records: int
+    lag: int
+
+
+class PipelineRead(BaseModel):
+    groups: list[GroupLagRead]
+    lag: int
+    dead_letters: int

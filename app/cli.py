@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from contextlib import AsyncExitStack
+from datetime import date
 from pathlib import Path
 
 from app.console import banner, configure_logging
@@ -207,6 +208,25 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _households_run(args: argparse.Namespace) -> int:
+    """Ask the running service for the household job (a request row the rules role carries out) and wait."""
+    from app.runtime import start_database
+    from whistle import jobs
+    from whistle.errors import ServiceError
+
+    settings = Settings()
+    async with AsyncExitStack() as stack:
+        db = await start_database(stack, settings)
+        try:
+            rid = await jobs.request_household_days(db, first=args.first, last=args.last, actor=cli_actor())
+            done = await jobs.wait_for_request(db, rid, timeout_s=args.wait, pickup_s=min(30.0, args.wait))
+        except ServiceError as exc:
+            print(f"whistle: {exc}", file=sys.stderr)
+            return 3
+    print(json.dumps({"request": done.id, "status": done.status, **done.result}, ensure_ascii=False))
+    return 0 if done.status == "done" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whistle", description="数字吹哨 Digital Whistle: IoT sensing and alerts")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -220,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
 
     sub.add_parser("serve", help="all roles in one process, configured by the environment")
+    hh = sub.add_parser("households", help="household jobs of a running service")
+    hh_sub = hh.add_subparsers(dest="households_command", required=True)
+    hh_run = hh_sub.add_parser(
+        "run", help="feature and judge the household days (after an import or a backfill); the running service does it"
+    )
+    hh_run.add_argument(
+        "--from", dest="first", type=date.fromisoformat, default=None, help="first local day, YYYY-MM-DD"
+    )
+    hh_run.add_argument("--to", dest="last", type=date.fromisoformat, default=None, help="last local day (yesterday)")
+    hh_run.add_argument("--wait", type=float, default=1800.0, help="give up waiting after S seconds")
     run = sub.add_parser("run", help="one role, for scale-out")
     run.add_argument("role", choices=["collector", "rules", "alerts", "api"])
 
@@ -306,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             return _health(args)
         if args.command == "registry":
             return asyncio.run(_registry_import(args.file.read_bytes(), args.mode))
+        if args.command == "households":
+            return asyncio.run(_households_run(args))
         if args.command == "users":
             return asyncio.run(_users(args))
         if args.command == "devices":

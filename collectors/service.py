@@ -36,6 +36,7 @@ from whistle.store.writers import (
     copy_readings,
     insert_dead_letters,
     insert_readings_dedup,
+    note_reading_days,
     stored_seq,
     upsert_unregistered,
 )
@@ -249,6 +250,7 @@ class Collector:
                     self.stats.duplicates += len(flags) - new
             await insert_dead_letters(conn, batch.dead_letters)
             await upsert_unregistered(conn, batch.unregistered)
+            await note_reading_days(conn, fresh)
             if isinstance(self.bus, TransactionalBus):
                 priority, bulk = _records(fresh)
                 await self.bus.append(conn, TOPIC_PRIORITY, priority)

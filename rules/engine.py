@@ -511,13 +511,13 @@ class RuleEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
             self.poll_config()
-            if self.household_job is not None and time.monotonic() - last_job >= 300 and self.owns_daily_jobs():
+            if self.household_job is not None and time.monotonic() - last_job >= 5 and self.owns_daily_jobs():
                 last_job = time.monotonic()
                 self.household_job.params = self.watcher.config.params().group_rental
                 try:
                     await self.household_job.tick()
                 except Exception:
-                    log.exception("the daily household job failed; it runs again in 5 minutes")
+                    log.exception("the household job failed; it tries again shortly")
             if time.monotonic() - last_topology >= self.topology_refresh_s:
                 try:
                     await self.refresh_topology()

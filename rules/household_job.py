@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from psycopg.types.json import Jsonb
 
 from rules.group_rental import GroupRentalParams, HouseholdDays, Lead, leads
 from whistle.bus import TOPIC_DETECTIONS, Bus
@@ -201,8 +204,18 @@ def _detection(
     )
 
 
-async def group_rental_detections(db: Database, as_of: date, params: GroupRentalParams) -> list[Detection]:
-    """Run the model for the window ending at `as_of` (a local day whose features are computed)."""
+async def group_rental_detections(
+    db: Database,
+    as_of: date,
+    params: GroupRentalParams,
+    *,
+    open_now: dict[str, dict[str, Any]] | None = None,
+) -> list[Detection]:
+    """Run the model for the window ending at `as_of` (a local day whose features are computed).
+
+    `open_now` (household → placement) are the leads open before this day; a run over several days in a
+    row passes the same dict, which this call brings up to date, so each day's clears follow the day before
+    even though its raises have not reached the alarms table yet. Without it, the open alarms are read."""
     f = await load_features(db, as_of, params.window_days)
     first = as_of - timedelta(days=params.window_days - 1)
     found: list[Lead] = await asyncio.to_thread(leads, f, params, dismissed=await dismissed(db, first))
@@ -217,7 +230,8 @@ async def group_rental_detections(db: Database, as_of: date, params: GroupRental
             )
         )
     current = {lead.household_id for lead in found}
-    for hid, place in (await open_leads(db)).items():
+    before = open_now if open_now is not None else await open_leads(db)
+    for hid, place in sorted(before.items()):
         if hid not in current:
             out.append(
                 _detection(
@@ -229,6 +243,12 @@ async def group_rental_detections(db: Database, as_of: date, params: GroupRental
                     {"reason": "no longer suspicious", "as_of": as_of.isoformat()},
                 )
             )
+    if open_now is not None:
+        for hid in [h for h in open_now if h not in current]:
+            del open_now[hid]
+        for lead in found:
+            building, grid = where.get(lead.household_id, (None, None))
+            open_now[lead.household_id] = {"household_id": lead.household_id, "building_id": building, "grid_id": grid}
     return out
 
 
@@ -242,28 +262,176 @@ async def run_day(db: Database, bus: Bus, as_of: date, params: GroupRentalParams
     return len(dets)
 
 
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """What a run of the household job did."""
+
+    featurised: list[date]
+    judged: list[date]
+    detections: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "featurised": [d.isoformat() for d in self.featurised],
+            "judged": [d.isoformat() for d in self.judged],
+            "detections": self.detections,
+        }
+
+
+def _ranges(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Consecutive runs of days as (first, last)."""
+    out: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if out and d == out[-1][1] + timedelta(days=1):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
+
+
 class HouseholdJob:
-    """Runs the daily job once per local day, after `run_at_hour` (NB-IoT uploads are in by then)."""
+    """The household job, run from what is stored: it features every local day whose readings are newer than
+    its features (imported history, late NB-IoT batches included) and judges every day not judged since.
+
+    When: a day is judged once it is closed (the next day from `run_at_hour`, when the NB-IoT uploads are in)
+    and the data has settled (no reading of an earlier day has arrived for `settle_s`: a backfill is over);
+    and on demand (`whistle households run`, `POST /api/v1/jobs/household-days`), which asks through
+    `household_job_requests` and is carried out here. Detection ids depend on the household, the day and the
+    action, so judging a day again (a restart, a rerun) dispatches nothing twice.
+    """
 
     def __init__(
-        self, db: Database, bus: Bus, params: GroupRentalParams | None = None, *, run_at_hour: int = 6
+        self,
+        db: Database,
+        bus: Bus,
+        params: GroupRentalParams | None = None,
+        *,
+        run_at_hour: int = 6,
+        settle_s: float = 600.0,
     ) -> None:
         self.db = db
         self.bus = bus
         self.params = params or GroupRentalParams()
         self.run_at_hour = run_at_hour
-        self.last_day: date | None = None
+        self.settle_s = settle_s
         self.runs = 0
+        self.last: JobRun | None = None
+
+    def closed(self, day: date, now: datetime) -> bool:
+        """Whether a day's data is complete enough to judge it on schedule."""
+        local = now.astimezone(LOCAL)
+        return day < local.date() - timedelta(days=1) or (
+            day == local.date() - timedelta(days=1) and local.hour >= self.run_at_hour
+        )
 
     async def tick(self, now: datetime | None = None) -> bool:
-        """Run for yesterday if it is time and not done yet; True when it ran."""
-        local = (now or datetime.now(UTC)).astimezone(LOCAL)
-        if local.hour < self.run_at_hour:
+        """Carry out a pending request, else the days that are due; True when something ran."""
+        at = now or datetime.now(UTC)
+        if await self._serve_request():
+            return True
+        due = await self.due_days(at)
+        if not due:
             return False
-        yesterday = local.date() - timedelta(days=1)
-        if self.last_day == yesterday:
-            return False
-        await run_day(self.db, self.bus, yesterday, self.params)
-        self.last_day = yesterday
-        self.runs += 1
+        await self.run(due, force=False, now=at)
         return True
+
+    async def due_days(self, now: datetime) -> list[date]:
+        """Closed days with readings newer than their features, once no reading of an earlier day is arriving."""
+        today = now.astimezone(LOCAL).date()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT r.day, r.last_received, j.featurised_at, j.judged_at FROM reading_days r"
+                " LEFT JOIN household_job_days j ON j.day = r.day WHERE r.day < %s ORDER BY r.day",
+                (today,),
+            )
+            rows = await cur.fetchall()
+        if not rows:
+            return []
+        newest = max(r[1] for r in rows)
+        if (now - newest).total_seconds() < self.settle_s:
+            return []  # a backfill (or the night's uploads) still arriving
+        return [
+            d
+            for d, received, featurised, judged in rows
+            if self.closed(d, now) and (featurised is None or received > featurised or judged is None)
+        ]
+
+    async def run(self, days: Sequence[date], *, force: bool, now: datetime | None = None) -> JobRun:
+        """Feature `days`, then judge, in order, every day whose window holds one of them: those days and the
+        (closed) days after them whose judgment they change. On demand (`force`) only the days asked for are
+        judged, closed or not."""
+        wanted = sorted(set(days))
+        if not wanted:
+            return JobRun([], [], 0)
+        at = now or datetime.now(UTC)
+        for first, last in _ranges(wanted):
+            await compute_days(self.db, first, last)
+        reach = wanted[-1] if force else wanted[-1] + timedelta(days=self.params.window_days - 1)
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO household_job_days (day, featurised_at) SELECT d, now() FROM unnest(%s::date[]) d"
+                " ON CONFLICT (day) DO UPDATE SET featurised_at = now()",
+                (wanted,),
+            )
+            cur = await conn.execute(
+                "SELECT day FROM reading_days WHERE day BETWEEN %s AND %s ORDER BY day", (wanted[0], reach)
+            )
+            stored = [r[0] for r in await cur.fetchall()]
+        judge = [d for d in sorted(set(stored) | set(wanted)) if force or self.closed(d, at)]
+        open_now = await open_leads(self.db)
+        total = 0
+        judged: list[date] = []
+        for d in judge:
+            dets = await group_rental_detections(self.db, d, self.params, open_now=open_now)
+            if dets:
+                items = [(x.subject_id.encode(), encode_detection(x)) for x in dets]
+                await self.bus.send_many(TOPIC_DETECTIONS, items)
+            total += len(dets)
+            judged.append(d)
+            async with self.db.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO household_job_days (day, judged_at, detections) VALUES (%s, now(), %s)"
+                    " ON CONFLICT (day) DO UPDATE SET judged_at = now(), detections = EXCLUDED.detections",
+                    (d, len(dets)),
+                )
+        self.runs += 1
+        self.last = JobRun(wanted, judged, total)
+        log.info("household job: %d days featured, %d judged, %d detections", len(wanted), len(judged), total)
+        return self.last
+
+    async def _serve_request(self) -> bool:
+        """Take the oldest pending request (several rules processes may look: SKIP LOCKED), run it, answer it."""
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE household_job_requests SET status = 'running', started_at = now() WHERE id = ("
+                " SELECT id FROM household_job_requests WHERE status = 'pending' ORDER BY id LIMIT 1"
+                " FOR UPDATE SKIP LOCKED) RETURNING id, first_day, last_day"
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return False
+        rid, first, last = row
+        try:
+            days = await self._days_between(first, last)
+            done = await self.run(days, force=True)
+            status, result = "done", done.as_json()
+        except Exception as exc:
+            log.exception("household job request %s failed", rid)
+            status, result = "failed", {"error": f"{type(exc).__name__}: {exc}"}
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE household_job_requests SET status = %s, finished_at = now(), result = %s WHERE id = %s",
+                (status, Jsonb(result), rid),
+            )
+        return True
+
+    async def _days_between(self, first: date | None, last: date | None) -> list[date]:
+        """The days with readings in [first, last] (open ends: every day stored, up to yesterday)."""
+        yesterday = datetime.now(UTC).astimezone(LOCAL).date() - timedelta(days=1)
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT day FROM reading_days WHERE day >= COALESCE(%s, '-infinity'::date)"
+                " AND day <= COALESCE(%s, %s) ORDER BY day",
+                (first, last, yesterday),
+            )
+            return [r[0] for r in await cur.fetchall()]

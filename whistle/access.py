@@ -69,6 +69,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     SCREEN_READ = "screen.read"  # the map, counters, trends, the ticker, a building's card (of the caller's grids)
     ASSESSMENT_READ = "assessment.read"  # the grids' and workers' assessment tables and their exports
+    JOBS_RUN = "jobs.run"  # ask for the household job over chosen days (after an import, a backfill)
+    PIPELINE_READ = "pipeline.read"  # how far behind each stage is
 
 
 P = Permission
@@ -86,10 +88,20 @@ _DISPATCH = _FIELD | {
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.OPS_CENTER: frozenset(_DISPATCH | {P.SILENCES_LIFE_SAFETY, P.DEVICES_USAGE, P.DEAD_LETTERS_READ}),
+    Role.OPS_CENTER: frozenset(
+        _DISPATCH | {P.SILENCES_LIFE_SAFETY, P.DEVICES_USAGE, P.DEAD_LETTERS_READ, P.JOBS_RUN, P.PIPELINE_READ}
+    ),
     Role.SCREEN: frozenset(_READ_TICKETS | {P.WORKERS_READ, P.ASSESSMENT_READ}),
     Role.INTEGRATION: frozenset(
-        {P.REGISTRY_WRITE, P.DEVICES_READ, P.DEVICES_USAGE, P.DEVICES_MANAGE, P.DEAD_LETTERS_READ}
+        {
+            P.REGISTRY_WRITE,
+            P.DEVICES_READ,
+            P.DEVICES_USAGE,
+            P.DEVICES_MANAGE,
+            P.DEAD_LETTERS_READ,
+            P.JOBS_RUN,
+            P.PIPELINE_READ,
+        }
     ),
     Role.STREET_CENTER: frozenset(_DISPATCH | {P.SILENCES_LIFE_SAFETY}),
     Role.GRID_LEADER: frozenset(_DISPATCH),

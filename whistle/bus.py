@@ -114,6 +114,14 @@ class Bus(Protocol):
         """How many partitions `topic` has (a key's partition is `partition_for(key, partitions_of(topic))`)."""
         ...
 
+    async def end_offsets_async(self, topic: str) -> list[int]:
+        """The offset the next record of each partition will get."""
+        ...
+
+    async def committed_async(self, group: str, tp: TopicPartition) -> int | None:
+        """The group's committed offset of a partition, None if it has none."""
+        ...
+
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
 
 
@@ -302,6 +310,12 @@ class MemoryBus:
     def committed(self, group: str, tp: TopicPartition) -> int | None:
         g = self._groups.get(group)
         return None if g is None else g.committed.get(tp)
+
+    async def end_offsets_async(self, topic: str) -> list[int]:
+        return self.end_offsets(topic)
+
+    async def committed_async(self, group: str, tp: TopicPartition) -> int | None:
+        return self.committed(group, tp)
 
     # group membership -------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from api.routes import (
     devices,
     health,
     households,
+    jobs,
     live,
+    pipeline,
     registry,
     rosters,
     screen,
@@ -41,6 +43,8 @@ for _module in (
     households,
     workers,
     audit,
+    jobs,
+    pipeline,
 ):
     router.include_router(_module.router)
 for _module in (street_map, buildings, stats, screen):  # the operations-center screens (stats/)

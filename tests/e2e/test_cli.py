@@ -57,3 +57,50 @@ def test_an_unreachable_kafka_is_a_clear_error(db_url: str) -> None:
         },
     )
     assert res.returncode == 2 and "cannot reach Kafka at 127.0.0.1:9" in res.stderr
+
+
+def test_households_run_is_carried_out_by_a_running_service(tmp_path: Path, db_url: str, mosquitto: object) -> None:
+    import time
+    import urllib.request
+
+    from app.broker import free_port
+
+    port = free_port()
+    env = {
+        "WHISTLE_DATABASE_URL": db_url,
+        "WHISTLE_MQTT_URL": mosquitto.url,  # type: ignore[attr-defined]
+        "WHISTLE_HTTP": f"127.0.0.1:{port}",
+        "WHISTLE_ADMIN_TOKEN": "cli-test-token-0123456789",
+        "WHISTLE_STATE_DIR": str(tmp_path / "state"),
+        "WHISTLE_MQTT_CLIENT_ID": f"cli-{port}",
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([WHISTLE, "serve"], env={**base, **env}, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "whistle serve did not come up"
+            time.sleep(0.3)
+        res = whistle("households", "run", "--from", "2020-01-01", "--to", "2020-01-02", "--wait", "60", env=env)
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["status"] == "done" and out["judged"] == [] and out["detections"] == 0
+        with psycopg.connect(db_url) as conn:
+            assert conn.execute("SELECT requested_by LIKE 'cli:%' FROM household_job_requests").fetchone() == (True,)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def test_households_run_without_a_running_service_says_so(db_url: str) -> None:
+    res = whistle("households", "run", "--from", "2020-01-01", "--wait", "3", env={"WHISTLE_DATABASE_URL": db_url})
+    assert res.returncode == 3 and "is a rules role running" in res.stderr

@@ -122,3 +122,57 @@ async def test_the_rental_flat_is_a_lead_and_a_false_alarm_visit_silences_it(db:
     assert applied.ticket_id
     await alerts.transition(applied.ticket_id, "resolve", actor="W-09", outcome=Outcome.FALSE_ALARM, note="a family")
     assert await group_rental_detections(db, last, params) == []
+
+
+async def _noted(db: Database) -> None:
+    """What the collector notes as it stores readings: the local days they belong to, arrived now."""
+    from whistle.store.writers import note_reading_days
+
+    rows, _ = readings()
+    async with db.connection() as conn:
+        await note_reading_days(conn, rows)
+
+
+async def test_imported_history_is_featured_and_judged_day_by_day_once_it_settles(db: Database) -> None:
+    from datetime import UTC, datetime
+
+    from rules.household_job import HouseholdJob
+    from whistle.bus import TOPIC_DETECTIONS, MemoryBus
+    from whistle.serde import decode_detection
+
+    await import_registry(db, parse_registry(registry()))
+    rows, _ = readings()
+    async with db.connection() as conn, conn.transaction():
+        await copy_readings(conn, rows)
+    await _noted(db)
+    async with MemoryBus(partitions=2) as bus:
+        job = HouseholdJob(db, bus, GroupRentalParams(), settle_s=600)
+        now = datetime.now(UTC)
+        assert await job.due_days(now) == []  # the import arrived just now: it may still be going on
+        later = now + timedelta(minutes=11)
+        due = await job.due_days(later)
+        # every day of the history, not the last three (and the days its first and last midnight registers touch)
+        assert due == [FIRST + timedelta(days=k) for k in range(-1, DAYS + 1)]
+        assert await job.tick(later)
+        assert job.last is not None and job.last.judged == due
+        dets = [decode_detection(r.value) for log in bus.partitions(TOPIC_DETECTIONS) for r in log]
+        assert {d.subject_id for d in dets if d.action is DetectionAction.RAISE} == {RENTAL}
+        assert await job.due_days(later) == []  # done: nothing again until new readings arrive
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM household_days")
+            assert await cur.fetchone() == (24 * DAYS,)
+
+
+async def test_a_job_asked_for_is_carried_out_and_answered(db: Database) -> None:
+    from rules.household_job import HouseholdJob
+    from whistle import jobs
+    from whistle.bus import MemoryBus
+
+    await setup(db)
+    await _noted(db)
+    async with MemoryBus(partitions=2) as bus:
+        job = HouseholdJob(db, bus, GroupRentalParams())
+        rid = await jobs.request_household_days(db, first=FIRST, last=FIRST + timedelta(days=DAYS - 1), actor="OPS-1")
+        assert await job.tick()
+        req = await jobs.wait_for_request(db, rid, timeout_s=5)
+    assert req.status == "done" and len(req.result["judged"]) == DAYS and req.result["detections"] >= 1, req

@@ -14,8 +14,10 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from whistle.bus import Record
-from whistle.domain import Channel, DeadLetter, Reading
-from whistle.timeutil import from_datetime, to_datetime
+from whistle.domain import Channel, DeadLetter, DeviceType, Reading
+from whistle.timeutil import from_datetime, local_day, to_datetime
+
+_METERS = frozenset({DeviceType.WATER, DeviceType.POWER})
 
 _COLUMNS = "ts, device_id, device_type, channel, seq, received_at, household_id, building_id, payload"
 _COPY_READINGS = f"COPY readings ({_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
@@ -274,3 +276,22 @@ async def insert_bus_dead_letters(
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [(consumer, r.topic, r.partition, r.offset, error[:2000], r.key, r.value) for r, error in items],
         )
+
+
+async def note_reading_days(conn: AsyncConnection[TupleRow], readings: Sequence[Reading]) -> None:
+    """Remember, per local day, that meter readings of that day arrived now (the household job's to-do list)."""
+    # a register closes the interval before it (the day of ts - 1 ms, as household_days counts it) and opens the
+    # one after it (the day of ts)
+    days = {
+        d
+        for r in readings
+        if r.channel is Channel.DATA and r.device_type in _METERS
+        for d in (local_day(r.ts - 1), local_day(r.ts))
+    }
+    if not days:
+        return
+    await conn.execute(
+        "INSERT INTO reading_days (day, last_received) SELECT date '1970-01-01' + d, now() FROM unnest(%s::int[]) d"
+        " ON CONFLICT (day) DO UPDATE SET last_received = now()",
+        (sorted(days),),
+    )
