@@ -288,7 +288,8 @@ def run_once(source: Source, opts: RunOptions) -> dict[str, Any]:
     except EvaluationError as exc:
         serve_log = tmp / "serve.log"
         if serve_log.exists():
-            exc.add_note(f"whistle serve log ({serve_log}) ends:\n{log_tail(serve_log, 2000)}")
+            kept = "" if opts.keep else "; --keep keeps it"
+            exc.add_note(f"the whistle serve log ({serve_log}{kept}) ends:\n{log_tail(serve_log, 2000)}")
         raise
     finally:
         if opts.keep:

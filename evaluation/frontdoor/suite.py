@@ -72,8 +72,8 @@ class Plan:
 
 # Sizes: a run holds about 15 lone-elder incidents on either source (the simulator's inactivity rate is
 # raised by scripts/eval_params.json, CREST's by --incident-scale: 0.05 per elder-day after its 7-day
-# warm-up). Measured on 2 shared cores: a simulator run (600 x 21, ~4.5 M readings) about 6-7 minutes, a
-# CREST run (200 x 21, 2.6 M readings, most of them e-bike minutes) about 9-10 minutes.
+# warm-up). Measured on 2 shared cores: a simulator run (600 x 21, 3.9 M readings) about 6 minutes, a
+# CREST run (200 x 21, 2.6 M readings, most of them e-bike minutes) about 8 minutes.
 PLANS: dict[str, Plan] = {
     "simulator": Plan("simulator", (7, 11), (23, 31), 600, 21, params=SIM_PARAMS),
     "crest": Plan("crest", (101, 102), (201, 202), 200, 21, incident_scale=5.0),
