@@ -1,13 +1,16 @@
-"""Lone-elder inactivity: the trade-off between detection delay and false alerts, per setting.
+"""Lone-elder inactivity: the trade-off between detection delay and false alerts, per setting (a TUNING tool).
 
-    .venv/bin/python scripts/elder_operating_points.py --seeds 7 11 23 --out docs/elder_operating_points.json
+    .venv/bin/python scripts/elder_operating_points.py --seeds 7 11 23 --out docs/tuning/elder_operating_points.json
+
+Side door, not of record: the rule engine's processor is driven directly. The trade-off curve of record
+is measured through the front door by `make eval` (evaluation/frontdoor/suite.py, docs/EVALUATION.md).
 
 For each seed the simulator writes a district (600 households, 28 days, inactivity incidents raised
 to 1 per 100 elder-days, each found after 14 h, so that a run holds about twenty of them) and only
 the lone-elder households' water and power readings are decoded and kept. Each setting (overrides
 of `household.lone_elder_inactive`, the first being the shipped defaults) then runs through the
 rule engine's pure processor, without a broker or a database — the same code the rule engine
-runs, minus transport — and is scored against the truth like `scripts/evaluate.py` scores it:
+runs, minus transport — and is scored against the truth like `scripts/tune_harness.py` scores it:
 recall, median and p90 delay from onset, and false alerts per 100 elder-days (declared trips are
 recorded as absences, undeclared ones count against the model). It shows what a sub-district
 gives up in false alerts for a faster alert, and so which overrides a street may choose.
