@@ -30,9 +30,10 @@ from app.dispatch import start_dispatch
 from app.health import write_heartbeats
 from app.metrics import collect_metrics, health_details
 from collectors.codecs import Limits
-from collectors.service import Collector, standard_lanes
+from collectors.ingest import AccountBook, IngestServer, open_endpoint
+from collectors.service import Collector, endpoint_lanes, standard_lanes
 from rules.engine import RuleEngine
-from whistle.broker_auth import live_accounts
+from whistle.broker_auth import TOPIC_ROOT, live_accounts, verify_mosquitto_hash
 from whistle.broker_auth import render as render_broker_files
 from whistle.bus import Bus, open_bus
 from whistle.bus_pg import PgLogBus
@@ -68,6 +69,7 @@ class Runtime:
     bus: Any
     mqtt_url: str | None = None
     collector: Collector | None = None
+    ingest: IngestServer | None = None  # the embedded MQTT endpoint, when devices publish to us directly
     rules: RuleEngine | None = None
     alerts: AlertService | None = None
     alerts_worker: AlertsWorker | None = None
@@ -75,6 +77,23 @@ class Runtime:
     escalation: EscalationWorker | None = None
     http_url: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def endpoint_accounts(db: Database) -> AccountBook:
+    """The registry's broker accounts as the embedded endpoint checks them (whistle.broker_auth)."""
+
+    async def load() -> dict[str, tuple[str, frozenset[str] | None]]:
+        out: dict[str, tuple[str, frozenset[str] | None]] = {}
+        for name, acc in (await live_accounts(db)).items():
+            if acc.kind == "collector":
+                continue
+            if any(p == f"{TOPIC_ROOT}/#" for p in acc.publish):
+                out[name] = (acc.hash, None)
+            else:
+                out[name] = (acc.hash, frozenset(p.split("/")[3] for p in acc.publish if p.count("/") >= 3))
+        return out
+
+    return AccountBook(load=load, verify=verify_mosquitto_hash)
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -190,21 +209,42 @@ async def run(
         tasks.append(asyncio.create_task(statistics, name="statistics"))
 
         if "collector" in roles:
-            mqtt_url = settings.mqtt_url
-            if not mqtt_url:
-                broker = EmbeddedBroker(
-                    open_broker=settings.demo or settings.mqtt_open_broker, accounts=lambda: live_accounts(db)
+            open_broker = settings.demo or settings.mqtt_open_broker
+            if settings.mqtt_url:
+                rt.mqtt_url = settings.mqtt_url
+                lanes = standard_lanes(
+                    MqttEndpoint.parse(settings.mqtt_url),
+                    client_id=settings.mqtt_client_id,
+                    share_group=settings.mqtt_share_group,
+                    linger_ms=settings.collector_linger_ms,
                 )
+            elif settings.mqtt_embedded == "amqtt":
+                log.warning(
+                    "WHISTLE_MQTT_EMBEDDED=amqtt: a full broker for development; it drops unacknowledged QoS 1 "
+                    "messages after 5 s (a database outage loses them): the default endpoint does not"
+                )
+                broker = EmbeddedBroker(open_broker=open_broker, accounts=lambda: live_accounts(db))
                 await broker.start()
                 stack.push_async_callback(broker.stop)
-                mqtt_url = broker.url
-            rt.mqtt_url = mqtt_url
-            lanes = standard_lanes(
-                MqttEndpoint.parse(mqtt_url),
-                client_id=settings.mqtt_client_id,
-                share_group=settings.mqtt_share_group,
-                linger_ms=settings.collector_linger_ms,
-            )
+                rt.mqtt_url = broker.url
+                lanes = standard_lanes(
+                    MqttEndpoint.parse(broker.url),
+                    client_id=settings.mqtt_client_id,
+                    linger_ms=settings.collector_linger_ms,
+                )
+            else:
+                host, port = settings.mqtt_listen_address
+                endpoint = IngestServer(
+                    host,
+                    port,
+                    authenticate=open_endpoint if open_broker else endpoint_accounts(db).authenticate,
+                    max_inflight=settings.mqtt_max_inflight,
+                    # the default port may be another broker's on a developer's machine; a port asked for is kept
+                    fallback_to_free_port="mqtt_listen" not in settings.model_fields_set,
+                )
+                rt.ingest = endpoint
+                rt.mqtt_url = f"mqtt://{host}:{port}"
+                lanes = endpoint_lanes(endpoint, linger_ms=settings.collector_linger_ms)
             rt.collector = Collector(
                 lanes=lanes,
                 db=db,
@@ -215,6 +255,8 @@ async def run(
             )
             stack.push_async_callback(rt.collector.stop)
             await rt.collector.start()
+            if rt.ingest is not None:
+                rt.mqtt_url = f"mqtt://{rt.ingest.host}:{rt.ingest.port}"  # the port it got (0: a free one)
             tasks.append(asyncio.create_task(rt.collector.run(stop), name="collector"))
         if "rules" in roles:
             rt.rules = RuleEngine(bus, db, rules_file=settings.rules_file)

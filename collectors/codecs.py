@@ -28,6 +28,7 @@ class Reason(StrEnum):
     UNKNOWN_CHANNEL = "unknown_channel"
     BAD_DEVICE_ID = "bad_device_id"
     UNREGISTERED_DEVICE = "unregistered_device"
+    NOT_AUTHORIZED = "not_authorized"  # the sender's account may not publish on that topic
     TYPE_MISMATCH = "type_mismatch"
     OVERSIZED = "oversized"
     NOT_UTF8 = "not_utf8"

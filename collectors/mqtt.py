@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -38,6 +39,26 @@ class MqttMessage:
     received_at: int
     connection: int = 0
     dup: bool = False  # the broker is delivering it again (it was sent before, maybe handled)
+    token: int = 0  # the embedded endpoint's place of the message in its connection's order (0: nothing to ack)
+    refused: str | None = None  # a reason the endpoint refused it (the sender may not publish there)
+
+
+class MessageSource(Protocol):
+    """Where a collector lane takes its messages from: an MQTT subscription (`MqttSource`) or the embedded
+    endpoint's lane (`collectors.ingest.MessageQueue`). `ack` is called once the messages are stored."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def get_batch(
+        self, max_items: int, linger_ms: int, timeout: float = 1.0, max_bytes: int | None = None
+    ) -> list[MqttMessage]: ...
+
+    def ack(self, messages: Sequence[MqttMessage]) -> None: ...
 
 
 class MqttSource:

@@ -23,7 +23,8 @@ from typing import TypeVar
 import psycopg
 
 from collectors.codecs import Limits, Reason, decode_message
-from collectors.mqtt import MqttMessage, MqttSource
+from collectors.ingest import IngestServer
+from collectors.mqtt import MessageSource, MqttMessage, MqttSource
 from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus, TransactionalBus
 from whistle.domain import Channel, DeadLetter, Reading
 from whistle.mqtt import MqttEndpoint
@@ -105,6 +106,14 @@ async def decode_batch(messages: Sequence[MqttMessage], directory: DeviceDirecto
         out.dead_letters.append(DeadLetter(m.topic, reason.value, detail, payload, m.received_at))
 
     for m, res in results:
+        if m.refused is not None:
+            refuse(
+                m,
+                Reason(m.refused),
+                f"the sender may not publish on {m.topic[:200]}",
+                m.payload[: limits.max_object_bytes],
+            )
+            continue
         for rej in res.rejected:
             refuse(m, rej.reason, rej.detail, rej.payload)
         if not res.accepted:
@@ -149,11 +158,19 @@ class Lane:
     """One MQTT client and its loop. `skip` names topics another lane handles: acknowledged, not handled."""
 
     name: str
-    source: MqttSource
+    source: MessageSource
     skip: Callable[[str], bool] | None = None
     linger_ms: int = 20
     # Bounds the work of one batch (decode + COPY run without yielding), so the other lane waits little.
     max_batch_bytes: int | None = 256 * 1024
+
+
+def endpoint_lanes(server: IngestServer, *, linger_ms: int = 20) -> list[Lane]:
+    """The embedded endpoint's two lanes: life safety (no lingering), and everything else."""
+    return [
+        Lane("priority", server.priority, linger_ms=0, max_batch_bytes=None),
+        Lane("bulk", server.bulk, linger_ms=linger_ms),
+    ]
 
 
 def standard_lanes(

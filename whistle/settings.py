@@ -101,6 +101,11 @@ class Settings(FileSettings):
     max_payload_bytes: int = Field(default=16 * 1024, gt=0)
     max_batch_items: int = Field(default=1000, gt=0)
     mqtt_share_group: str | None = Field(default=None, description="shared-subscription group for scale-out")
+    mqtt_listen: str = Field(
+        default="127.0.0.1:1883", description="where the embedded MQTT endpoint listens (without WHISTLE_MQTT_URL)"
+    )
+    mqtt_embedded: Literal["endpoint", "amqtt"] = "endpoint"
+    mqtt_max_inflight: int = Field(default=1000, gt=0, description="unacknowledged messages per device connection")
     mqtt_client_id: str = "whistle-collector"
     collector_batch: int = Field(default=2000, gt=0)
     collector_linger_ms: int = Field(default=20, ge=0)
@@ -171,6 +176,13 @@ class Settings(FileSettings):
         if self.bus is not None:
             return self.bus
         return "kafka" if self.kafka_bootstrap else "postgres"
+
+    @property
+    def mqtt_listen_address(self) -> tuple[str, int]:
+        host, sep, port = self.mqtt_listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise SettingsError(f"WHISTLE_MQTT_LISTEN must be host:port, got {self.mqtt_listen!r}")
+        return host.strip("[]"), int(port)
 
     @property
     def http_host(self) -> str:
