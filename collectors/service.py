@@ -348,6 +348,17 @@ class Collector:
             except Exception as exc:
                 log.warning("writing device state failed, kept for the next round: %s", exc)
 
+    async def _follow_registry_loop(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """Retirements and moves made through another process reach the directory within `every_s`."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            try:
+                if await self.directory.refresh():
+                    log.info("registry changed: %d registered devices", len(self.directory))
+            except Exception as exc:
+                log.warning("reading the registry's version failed; retrying: %s", exc)
+
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         while not stop.is_set():
             messages = await lane.source.get_batch(
@@ -367,5 +378,6 @@ class Collector:
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._flush_states_loop(stop), name="collector:device-state")
+            tg.create_task(self._follow_registry_loop(stop), name="collector:registry")
             for lane in self.lanes:
                 tg.create_task(self._run_lane(lane, stop), name=f"collector:{lane.name}")

@@ -20,14 +20,18 @@ TOPICS = (TOPIC_PRIORITY, TOPIC_READINGS)
 
 
 async def next_version(conn: AsyncConnection[TupleRow]) -> int:
+    """A new version for the change in `conn`'s transaction, counted in `registry_head` when it commits."""
     cur = await conn.execute("SELECT nextval('registry_version')")
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0])
+    version = int(row[0])
+    await conn.execute("UPDATE registry_head SET version = GREATEST(version, %s)", (version,))
+    return version
 
 
 async def current_version(conn: AsyncConnection[TupleRow]) -> int:
-    cur = await conn.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM registry_version")
+    """The newest committed change's version (not the sequence's: that counts changes not yet committed)."""
+    cur = await conn.execute("SELECT version FROM registry_head")
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 

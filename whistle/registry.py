@@ -14,7 +14,6 @@ and is routed no tickets. Listing an entry again brings it back.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from whistle import audit
 from whistle.access import Scope
 from whistle.bus import Bus
-from whistle.changes import announce_after, announce_in
+from whistle.changes import announce_after, announce_in, current_version
 from whistle.domain import DeviceType, WorkerRole
 from whistle.errors import Invalid, NotFound
 from whistle.store.db import Database
@@ -393,18 +392,26 @@ class Placement:
     grid_id: str | None
 
 
-class DeviceDirectory:
-    """An in-memory copy of device placements, reloaded when an unknown device is asked for.
+_PLACEMENTS = (
+    "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id), b.grid_id "
+    "FROM devices d LEFT JOIN households h ON h.id = d.household_id "
+    "LEFT JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) WHERE d.retired_at IS NULL"
+)
 
-    The reload is rate-limited (at most once per `min_reload_s`) so that a flood of messages
-    from unregistered devices costs one query a second, not one per message.
+
+class DeviceDirectory:
+    """An in-memory copy of device placements, for a collector that may run apart from the API.
+
+    A device it does not know is looked up by id before its message is refused (one indexed query per
+    batch that has any), so a device registered through another process is accepted from its first
+    message. `refresh()` reloads everything when the registry's committed version moved (the collector
+    asks every second), so a retirement or a move made elsewhere reaches it within a second.
     """
 
-    def __init__(self, db: Database, *, min_reload_s: float = 1.0) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._min_reload_s = min_reload_s
         self._placements: dict[str, Placement] = {}
-        self._loaded_at = float("-inf")
+        self.version = -1  # the committed registry version the copy reflects (whistle.changes)
 
     def __len__(self) -> int:
         return len(self._placements)
@@ -412,23 +419,31 @@ class DeviceDirectory:
     async def load(self) -> None:
         """Reload every placement from the database."""
         async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT d.id, d.type, d.household_id, COALESCE(d.building_id, h.building_id), b.grid_id "
-                "FROM devices d LEFT JOIN households h ON h.id = d.household_id "
-                "LEFT JOIN buildings b ON b.id = COALESCE(d.building_id, h.building_id) WHERE d.retired_at IS NULL"
-            )
-            rows = await cur.fetchall()
+            version = await current_version(conn)  # first: a change committed while we read is seen again
+            rows = await (await conn.execute(_PLACEMENTS)).fetchall()
         self._placements = {r[0]: Placement(DeviceType(r[1]), r[2], r[3], r[4]) for r in rows}
-        self._loaded_at = time.monotonic()
+        self.version = version
+
+    async def refresh(self) -> bool:
+        """Reload if the registry changed since the last load; whether it did."""
+        async with self._db.connection() as conn:
+            version = await current_version(conn)
+        if version == self.version:
+            return False
+        await self.load()
+        return True
 
     def get(self, device_id: str) -> Placement | None:
         return self._placements.get(device_id)
 
     async def resolve(self, device_ids: Sequence[str]) -> dict[str, Placement]:
-        """Placements for the given ids, reloading once (rate-limited) if any is unknown."""
-        missing = [d for d in device_ids if d not in self._placements]
-        if missing and time.monotonic() - self._loaded_at >= self._min_reload_s:
-            await self.load()
+        """Placements for the given ids; the unknown ones are looked up in the database first."""
+        missing = sorted({d for d in device_ids if d not in self._placements})
+        if missing:
+            async with self._db.connection() as conn:
+                cur = await conn.execute(_PLACEMENTS + " AND d.id = ANY(%s)", (missing,))
+                for r in await cur.fetchall():
+                    self._placements[r[0]] = Placement(DeviceType(r[1]), r[2], r[3], r[4])
         return {d: p for d in device_ids if (p := self._placements.get(d)) is not None}
 
 

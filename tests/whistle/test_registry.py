@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import small_registry
 from whistle.domain import DeviceType
-from whistle.registry import DeviceDirectory, RegistryError, import_registry, parse_registry
+from whistle.registry import DeviceDirectory, RegistryError, apply_import, import_registry, parse_registry
 from whistle.store.db import Database
 
 
@@ -56,7 +56,7 @@ async def test_unknown_reference_refuses_the_whole_file(db: Database) -> None:
 
 
 async def test_directory_places_devices_and_reloads_for_unknown_ones(db: Database) -> None:
-    directory = DeviceDirectory(db, min_reload_s=0)
+    directory = DeviceDirectory(db)
     await directory.load()
     assert len(directory) == 0
     await import_registry(db, parse_registry(small_registry()))
@@ -70,3 +70,38 @@ async def test_directory_places_devices_and_reloads_for_unknown_ones(db: Databas
         "RJ-G1-M01",
     )
     assert found["SM-0003"].grid_id == "RJ-G1-M02"
+
+
+async def test_a_device_registered_by_another_process_is_placed_from_its_first_message(db: Database) -> None:
+    # whistle serve: the API's process imports, the collector's directory was loaded a moment before
+    directory = DeviceDirectory(db)
+    await directory.load()
+    await import_registry(db, parse_registry(small_registry()))
+    assert set(await directory.resolve(["WM-000001", "SM-0003"])) == {"WM-000001", "SM-0003"}
+    assert await directory.resolve(["NOPE"]) == {}
+
+
+async def test_a_retirement_elsewhere_reaches_the_directory_on_refresh(db: Database) -> None:
+    await import_registry(db, parse_registry(small_registry()))
+    directory = DeviceDirectory(db)
+    await directory.load()
+    assert directory.get("SM-0003") is not None
+    assert await directory.refresh() is False  # nothing changed: no reload
+    doc = small_registry()
+    doc = {"devices": [d for d in doc["devices"] if d["id"] != "SM-0003"]}
+    await apply_import(db, parse_registry(doc), actor="test", mode="replace")
+    assert await directory.refresh() is True
+    assert directory.get("SM-0003") is None and directory.get("WM-000001") is not None
+
+
+async def test_the_committed_version_ignores_a_change_not_yet_committed(db: Database) -> None:
+    from whistle.changes import current_version, next_version
+
+    async with db.connection() as reader:
+        before = await current_version(reader)
+    async with db.connection() as writer, writer.transaction():
+        taken = await next_version(writer)
+        async with db.connection() as reader:
+            assert await current_version(reader) == before  # the sequence already says `taken`
+    async with db.connection() as reader:
+        assert await current_version(reader) == taken
