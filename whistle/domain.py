@@ -60,6 +60,14 @@ class AlarmKind(StrEnum):
     # notification cap reached (alerts.caps).
     DEVICE_MASS_OFFLINE = "device.mass_offline"
     SYSTEM_NOTIFICATION_CAP = "system.notification_cap"
+    # The service watching itself (alerts.selfcheck): a role with no live process, a stage falling behind,
+    # devices' messages waiting at the endpoint, a spike of refused input, the database or the broker away.
+    SYSTEM_ROLE_DOWN = "system.role_down"
+    SYSTEM_LAG = "system.lag"
+    SYSTEM_INGEST_BACKLOG = "system.ingest_backlog"
+    SYSTEM_DEAD_LETTERS = "system.dead_letters"
+    SYSTEM_DATABASE = "system.database_unreachable"
+    SYSTEM_BROKER = "system.broker_unreachable"
 
 
 # Kinds that are never grouped under an incident, inhibited or held back by a notification cap.
@@ -81,6 +89,12 @@ DEFAULT_SEVERITY: Mapping[AlarmKind, Severity] = {
     AlarmKind.DEVICE_OFFLINE: Severity.WARNING,
     AlarmKind.DEVICE_MASS_OFFLINE: Severity.MAJOR,
     AlarmKind.SYSTEM_NOTIFICATION_CAP: Severity.MAJOR,
+    AlarmKind.SYSTEM_ROLE_DOWN: Severity.MAJOR,
+    AlarmKind.SYSTEM_LAG: Severity.MAJOR,
+    AlarmKind.SYSTEM_INGEST_BACKLOG: Severity.MAJOR,
+    AlarmKind.SYSTEM_DEAD_LETTERS: Severity.MINOR,
+    AlarmKind.SYSTEM_DATABASE: Severity.MAJOR,
+    AlarmKind.SYSTEM_BROKER: Severity.MAJOR,
 }
 
 

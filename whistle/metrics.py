@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -15,6 +16,23 @@ class Sample:
     type: str  # "counter" or "gauge"
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def to_document(samples: Iterable[Sample]) -> list[list[Any]]:
+    """Samples as JSON (a heartbeat carries its process's, whistle.heartbeat)."""
+    return [[s.name, s.help, s.type, s.value, dict(s.labels)] for s in samples]
+
+
+def from_document(doc: Any, **labels: str) -> list[Sample]:
+    """`to_document`'s samples back, with `labels` added; anything malformed is skipped."""
+    out: list[Sample] = []
+    for row in doc if isinstance(doc, list) else ():
+        try:
+            name, help_, kind, value, own = row
+            out.append(Sample(str(name), str(help_), str(kind), float(value), {**dict(own), **labels}))
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def _escape(value: str) -> str:

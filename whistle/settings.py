@@ -161,6 +161,14 @@ class Settings(FileSettings):
     low_battery_pct: float = Field(default=20.0, ge=0.0, le=100.0)
 
     demo: bool = False
+    # `whistle serve`: the roles as supervised child processes (both cores), or all in one (WHISTLE_SINGLE_PROCESS)
+    single_process: bool = False
+    collectors: int = Field(default=1, ge=1, le=16, description="collector processes of `whistle serve`")
+    supervised: bool = Field(default=False, description="set by `whistle serve` for the roles it starts")
+    deployment: str | None = Field(
+        default=None, description="set by `whistle serve`: the supervisor its processes share (their /metrics)"
+    )
+    process_name: str | None = Field(default=None, description="set by `whistle serve`: this child's name")
 
     @field_validator("http")
     @classmethod

@@ -31,6 +31,12 @@ KIND_LABEL: Mapping[AlarmKind, str] = {
     AlarmKind.DEVICE_OFFLINE: "设备离线",
     AlarmKind.DEVICE_MASS_OFFLINE: "设备批量离线",
     AlarmKind.SYSTEM_NOTIFICATION_CAP: "通知达到上限",
+    AlarmKind.SYSTEM_ROLE_DOWN: "系统服务中断",
+    AlarmKind.SYSTEM_LAG: "系统处理积压",
+    AlarmKind.SYSTEM_INGEST_BACKLOG: "设备数据接入积压",
+    AlarmKind.SYSTEM_DEAD_LETTERS: "异常数据激增",
+    AlarmKind.SYSTEM_DATABASE: "数据库连接中断",
+    AlarmKind.SYSTEM_BROKER: "消息服务器连接中断",
 }
 
 

@@ -9,6 +9,7 @@ embedded PostgreSQL running when it is killed rather than stopped, so after a ki
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -51,6 +52,13 @@ def whistle_executable(given: str | None = None) -> str:
         if c and os.access(c, os.X_OK):
             return c
     raise EvaluationError("the `whistle` command is not installed (make test or pip install -e . creates it)")
+
+
+def _die_with_parent() -> None:
+    """In the service's process, before exec: SIGTERM when the evaluator dies (Linux), so a killed
+    evaluation leaves no service running."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def clean_environment() -> dict[str, str]:
@@ -105,6 +113,7 @@ class ServiceConfig:
             env["WHISTLE_MQTT_URL"] = self.mqtt_url
         if self.mqtt_listen:
             env["WHISTLE_MQTT_LISTEN"] = self.mqtt_listen
+            env["WHISTLE_MQTT_OPEN_BROKER"] = "true"  # on loopback, the generator's devices carry no accounts
         if self.rules_file is not None:
             env["WHISTLE_RULES_FILE"] = str(self.rules_file)
         env.update(self.extra)
@@ -133,7 +142,11 @@ class WhistleService:
         env = {**clean_environment(), **self.config.environment()}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own command, fixed argv
-                [self.executable, "serve"], stdout=out, stderr=subprocess.STDOUT, env=env
+                [self.executable, "serve"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
             )
 
     def exited(self) -> int | None:
