@@ -226,7 +226,7 @@ async def run(
         if "alerts" in roles:
             rt.alerts_worker = AlertsWorker(bus, rt.alerts)
             tasks.append(asyncio.create_task(rt.alerts_worker.run(stop), name="alerts"))
-            rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts)
+            rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts, settings)
             tasks.append(asyncio.create_task(rt.outbox.run(stop), name="outbox"))
             tasks.append(asyncio.create_task(rt.escalation.run(stop), name="escalation"))
             retention = RetentionWorker(db, retention_s=settings.notification_phone_retention_days * 86400.0)
