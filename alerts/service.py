@@ -562,12 +562,22 @@ class AlertService:
             }
         )
 
-    async def comment(self, ticket_id: str, *, actor: str, note: str, scope: Scope | None = None) -> None:
-        """Add a comment to a ticket's history (any status)."""
+    async def comment(
+        self,
+        ticket_id: str,
+        *,
+        actor: str,
+        note: str,
+        scope: Scope | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a comment to a ticket's history (any status); `extra` goes into the event's data."""
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
             row = await self._lock(conn, ticket_id, scope)
-            await store.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
+            await store.add_ticket_event(
+                conn, ticket_id, at=now, actor=actor, action="comment", note=note, data=extra or None
+            )
         self.announce(
             {
                 "type": "ticket.comment",

@@ -25,6 +25,7 @@ from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import AccessConfig, ApiContext
 from api.screen import ScreenOptions
+from api.worker import WorkerOptions
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.health import write_heartbeats
@@ -244,6 +245,7 @@ async def run(
                 metrics=lambda: collect_metrics(rt),
                 access=AccessConfig.from_settings(settings),
                 screen=ScreenOptions.from_settings(settings),
+                worker=WorkerOptions.from_settings(settings),
             )
             server = _Server(
                 uvicorn.Config(
