@@ -19,6 +19,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from alerts.channels.relay import LiveRelay
 from alerts.service import AlertService
 from api.ratelimit import RateLimiter
 from api.screen import ScreenOptions
@@ -88,6 +89,7 @@ class ApiContext:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     screen: ScreenOptions = field(default_factory=ScreenOptions)  # the screen's basemap, poll, thresholds
     worker: WorkerOptions = field(default_factory=WorkerOptions)  # the worker page: arrival radius, keys
+    relay: LiveRelay | None = None  # live connections announced to the processes that send (across processes)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -8,6 +8,7 @@ from alerts.caps import BudgetedSms, CapHit, Caps, NotificationCaps, cap_detecti
 from alerts.channels.base import NotifyChannel
 from alerts.channels.delivery import DeliveryPolicy, Dispatcher
 from alerts.channels.registry import build_channels
+from alerts.channels.relay import RelayedLiveChannel
 from alerts.channels.settings import ChannelSettings
 from alerts.links import Links, link_key
 from alerts.outbox import ROUTES, OutboxSender, PgSentLog
@@ -45,7 +46,7 @@ async def start_dispatch(
         if name != "live":
             entered = await stack.enter_async_context(channel)
             channels[name] = BudgetedSms(entered, caps) if name.startswith("sms.") else entered
-    channels["live"] = service.live
+    channels["live"] = RelayedLiveChannel(service.live, service.db)  # this process's pages, then other processes
     sent_log = PgSentLog(service.db)
     dispatcher = Dispatcher(channels, policy=DeliveryPolicy.from_settings(settings.delivery), sent_log=sent_log)
     # Routes name only the channels this process has (live always): no attempt on an absent one.

@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from alerts.channels.relay import LiveRelay
 from alerts.outbox import OutboxSender
 from alerts.privacy import RetentionWorker
 from alerts.service import AlertService, AlertsWorker
@@ -234,6 +235,8 @@ async def run(
             tasks.append(asyncio.create_task(retention.run(stop), name="retention"))
         http_stop: tuple[_Server, asyncio.Task[None]] | None = None
         if "api" in roles:
+            relay = LiveRelay(db, rt.alerts.live)  # pages connected here, reachable from the processes that send
+            tasks.append(asyncio.create_task(relay.run(stop), name="live-relay"))
             ctx = ApiContext(
                 db=db,
                 alerts=rt.alerts,
@@ -246,6 +249,7 @@ async def run(
                 access=AccessConfig.from_settings(settings),
                 screen=ScreenOptions.from_settings(settings),
                 worker=WorkerOptions.from_settings(settings),
+                relay=relay,
             )
             server = _Server(
                 uvicorn.Config(

@@ -38,6 +38,8 @@ async def live(websocket: WebSocket, token: str | None = None, recipient_id: str
     await websocket.accept()
     accepts = None if caller.scope.all_grids else caller.scope.sees_event
     async with ctx.alerts.live.subscribe(recipient_id, accepts=accepts) as sub:
+        if ctx.relay is not None and recipient_id is not None:  # a process that sends can reach this page
+            await ctx.relay.opened(recipient_id)
         await websocket.send_json({"type": "hello", "recipient_id": recipient_id})
 
         async def pump() -> None:
@@ -72,3 +74,5 @@ async def live(websocket: WebSocket, token: str | None = None, recipient_id: str
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if ctx.relay is not None and recipient_id is not None:
+                await ctx.relay.closed(recipient_id)
