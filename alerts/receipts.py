@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from whistle.store.db import Database
 from whistle.timeutil import now_ms, to_datetime
 
-VIAS = ("live", "page", "push_click")
+VIAS = ("live", "page", "push_click", "link")
 MAX_IDS = 100
 
 
@@ -95,3 +95,14 @@ async def confirm(db: Database, *, user_id: str, ids: Sequence[str], via: str, n
                 (ticket_id, at, user_id, Jsonb({"notification": key, "via": via, "channel": channel})),
             )
     return len(seen)
+
+
+async def confirm_ticket(db: Database, *, user_id: str, ticket_id: str, via: str = "link") -> int:
+    """Everything sent to the user about this ticket is seen: they opened it from a message (its one-tap link)."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT dedup_key FROM notifications WHERE ticket_id = %s AND recipient_id = %s AND seen_at IS NULL",
+            (ticket_id, user_id),
+        )
+        ids = [r[0] for r in await cur.fetchall()]
+    return await confirm(db, user_id=user_id, ids=ids, via=via) if ids else 0

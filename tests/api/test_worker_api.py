@@ -260,6 +260,8 @@ async def test_a_one_tap_link_acknowledges_its_ticket_as_its_assignee_and_nothin
         o = r.json()
         assert (o["ticket_id"], o["worker_id"], o["status"], o["can_ack"]) == (tid, "W-09", "dispatched", True)
         assert o["address"] == "瑞金二路 1 弄 1 号" and "history" not in o and "contacts" not in o
+        mine = (await client.as_("W-09", "GET", "/api/v1/me/notifications")).json()["items"]
+        assert [n["seen_at"] is not None for n in mine if n["ticket_id"] == tid] == [True]  # opened from the message
         r = await anon.post(f"/api/v1/one-tap/{token}/ack")
         assert r.status_code == 200 and r.json()["status"] == "acknowledged" and not r.json()["can_ack"]
         assert "set-cookie" not in r.headers  # no session: the link signs nobody in
