@@ -47,6 +47,7 @@ bench-screens: $(STAMP)
 
 screenshot: $(STAMP) system-deps
 	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
+	$(BIN)/python scripts/screenshot_worker.py --out docs/worker.png --ticket-out docs/worker-ticket.png
 
 eval: $(STAMP) system-deps
 	$(BIN)/python scripts/evaluate.py --households 600 --days 21 --seed 7 --first-day 2026-11-03 --params scripts/eval_params.json --json-out docs/evaluation.json --doc docs/EVALUATION.md $(ARGS)

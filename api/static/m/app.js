@@ -371,7 +371,10 @@
       var li = make("li", n.seen_at ? "" : "unseen");
       li.setAttribute("data-id", n.id); li.setAttribute("data-seen", n.seen_at ? "1" : "0");
       li.appendChild(make("div", "t", "【" + (SEV[n.severity] || n.severity) + "】" + n.title));
-      li.appendChild(make("div", "b", n.body));
+      var extra = (n.body || "").split("\n").filter(function (line) {  // what the title does not say already
+        return line && !/^(紧急|重要|一般|提示)：/.test(line) && !/^地点：/.test(line) && !/^工单：/.test(line);
+      });
+      if (extra.length) li.appendChild(make("div", "b", extra.join("\n")));
       li.appendChild(make("div", "when", ago(n.created_at)));
       if (n.ticket_id) li.addEventListener("click", function () { location.hash = "#/t/" + n.ticket_id; });
       ul.appendChild(li);
@@ -510,7 +513,7 @@
   function route() {
     if (!me) return;
     var m = /^#\/t\/([0-9a-fA-F-]{36})$/.exec(location.hash);
-    if (m) { openTicket(m[1]); return; }
+    if (m) { window.scrollTo(0, 0); openTicket(m[1]); return; }
     current = null; show("list"); renderTickets();
   }
   function start(who) {

@@ -57,7 +57,7 @@ async def test_a_page_on_another_process_gets_the_notification(
 async def test_nobody_connected_anywhere_is_no_address_and_a_closed_page_is_forgotten(
     db: Database, api_process: tuple[WebSocketChannel, LiveRelay]
 ) -> None:
-    hub, relay = api_process
+    _, relay = api_process
     sender = RelayedLiveChannel(WebSocketChannel(), db)
     nobody = await sender.send(notification())
     assert not nobody.ok and nobody.code == NO_ADDRESS
