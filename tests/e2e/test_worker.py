@@ -21,8 +21,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,37 @@ def page(d: webdriver.Chrome) -> dict[str, Any]:
     return d.execute_script(PAGE)  # type: ignore[no-any-return]
 
 
+# Recorded in every page of these tests, for the message of a failure: script errors and the API's answers.
+WATCH = """
+window.__seen = [];
+window.addEventListener('error', e => window.__seen.push('error: ' + e.message));
+window.addEventListener('unhandledrejection', e => window.__seen.push('rejection: ' + e.reason));
+const _fetch = window.fetch;
+window.fetch = function (url, init) {
+  const what = ((init && init.method) || 'GET') + ' ' + url;
+  return _fetch.apply(this, arguments).then(r => { window.__seen.push(what + ' ' + r.status); return r; },
+                                            e => { window.__seen.push(what + ' failed'); throw e; });
+};
+"""
+
+
+@contextmanager
+def phone(s: Served, **kw: Any) -> Iterator[webdriver.Chrome]:
+    """A 360x640 phone; a failure inside says what the page saw and what the server logged."""
+    with chromium(360, 640, mobile=True) as d:
+        d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH})
+        try:
+            yield d
+        except AssertionError as exc:
+            try:
+                seen = d.execute_script("return window.__seen || []")[-30:]
+                state = page(d)
+            except Exception as inner:  # the page itself is gone
+                seen, state = [f"(no page: {inner!r})"], {}
+            tail = s.log.read_text(errors="replace")[-2500:]
+            raise AssertionError(f"{exc}\npage: {state}\nrequests: {seen}\nserve.log:\n{tail}") from None
+
+
 def click(d: webdriver.Chrome, css: str) -> None:
     """A tap, as a worker's thumb would: the element scrolled to the middle of the screen first (the sticky
     header covers the top of the page)."""
@@ -193,7 +224,7 @@ async def get_json(url: str, path: str) -> Any:
 
 
 def answer_a_fire_from_the_phone(s: Served) -> float:
-    with chromium(360, 640, mobile=True) as d:
+    with phone(s) as d:
         sign_in(d, s.url)
         first = page(d)
         assert first["empty"] and first["tickets"] == [] and first["cjk"], first
@@ -268,7 +299,7 @@ async def test_a_grid_worker_answers_a_fire_from_the_phone_and_the_screen_sees_i
 
 
 def tap_while_offline(s: Served, ticket_id: str) -> None:
-    with chromium(360, 640, mobile=True) as d:
+    with phone(s) as d:
         sign_in(d, s.url)
         until(lambda: any(t["id"] == ticket_id for t in page(d)["tickets"]), timeout=30, what="the ticket listed")
         click(d, f'.ticket[data-id="{ticket_id}"]')
@@ -306,8 +337,9 @@ async def test_actions_tapped_offline_are_sent_when_the_network_is_back(
 # -- 3. delivered means seen, and acknowledging from the message ---------------------------------------------------
 
 
-def one_tap_in_a_fresh_browser(url: str, link: str) -> dict[str, Any]:
-    with chromium(360, 640, mobile=True) as d:
+def one_tap_in_a_fresh_browser(s: Served, link: str) -> dict[str, Any]:
+    url = s.url
+    with phone(s) as d:
         d.get(link)
         shown = until(lambda: (p := page(d))["state"] == "onetap" and p["onetap"]["status"] and p, timeout=30,
                       what="the one-tap page")  # fmt: skip
@@ -338,7 +370,7 @@ Object.defineProperty(document, 'hidden', {get: () => (window.__shown || 'hidden
 def a_tab_nobody_looks_at(s: Served) -> dict[str, str]:
     """W-17's page open in a tab behind others: the fire is shown there, never confirmed, and goes on to SMS;
     once the worker looks at the tab, the page confirms it."""
-    with chromium(360, 640, mobile=True) as d:
+    with phone(s) as d:
         d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HIDDEN})
         sign_in(d, s.url)
         publish_fire(s.mqtt, "SM-0001")
@@ -381,7 +413,7 @@ async def test_a_fire_nobody_looks_at_goes_to_sms_and_the_message_itself_acknowl
 
         [other] = await wait_for(texts_to_w21, timeout=30, interval=0.2)
         assert other["link"].startswith(f"{s.url}/m/a/")
-        done = await asyncio.to_thread(one_tap_in_a_fresh_browser, s.url, other["link"])
+        done = await asyncio.to_thread(one_tap_in_a_fresh_browser, s, other["link"])
         assert "钱某" in done["onetap"]["text"]
         mine = next(x for x in await s.tickets() if x["assignee_id"] == "W-21")
         assert mine["status"] == "acknowledged"

@@ -24,6 +24,7 @@
 
   var me = null, skew = 0, tickets = [], current = null, ws = null, wsBackoff = 1000, pollTimer = null;
   var notes = {}, shownUnconfirmed = {}, flushing = false, reloadTimer = null;
+  var listAsked = 0, ticketAsked = 0;  // answers that come back out of order must not undo newer ones
 
   function $(id) { return document.getElementById(id); }
   function show(section) {
@@ -172,7 +173,9 @@
 
   // ---------- my tickets ----------
   function loadTickets() {
+    var asked = ++listAsked;
     return api("GET", "/api/v1/me/tickets").then(function (r) {
+      if (asked !== listAsked) return;  // a newer list is on its way
       if (r.status === 401) { return needSignIn(); }
       if (!r.ok) return;
       skew = ms(r.data.now) - Date.now();
@@ -214,13 +217,17 @@
 
   // ---------- one ticket ----------
   function openTicket(id) {
+    var asked = ++ticketAsked;
+    function stale() { return asked !== ticketAsked || location.hash !== "#/t/" + id; }  // moved on meanwhile
     return api("GET", "/api/v1/tickets/" + id + "/detail").then(function (r) {
+      if (stale()) return;
       if (r.status === 401) return needSignIn();
       if (r.status === 404) { flash("工单不存在或不在您的范围内"); location.hash = "#/"; return; }
       if (!r.ok) return;
       current = r.data;
       renderTicket();
     }, function () {
+      if (stale()) return;
       var cached = tickets.filter(function (w) { return w.ticket.id === id; })[0];
       if (cached) { current = cached; renderTicket(); } else flash("离线，无法打开工单");
     });
@@ -297,8 +304,9 @@
       return r.data;
     }, function (e) { if (e && e.offline) return later(); throw e; });
   }
+  function onScreen(r) { return r && current && current.ticket.id === r.id && location.hash === "#/t/" + r.id; }
   function ack() {
-    act("ack").then(function (r) { if (r) { flash("已接单"); current.ticket = r; renderTicket(); } });
+    act("ack").then(function (r) { if (r) flash("已接单"); if (onScreen(r)) { current.ticket = r; renderTicket(); } });
   }
   function locate() {
     return new Promise(function (resolve) {
@@ -323,7 +331,7 @@
         text($("arrival"), "已到场 · " + words + "，已记录");
         $("arrival").className = "arrival" + (a && a.within_radius === false ? " out" : "");
         $("arrival").setAttribute("data-within", a && a.within_radius != null ? String(a.within_radius) : "unknown");
-        current.ticket = r; renderTicket();
+        if (onScreen(r)) { current.ticket = r; renderTicket(); }
       });
     });
   }
@@ -332,14 +340,15 @@
     var outcome = (document.querySelector('input[name="outcome"]:checked') || {}).value || "confirmed";
     var note = $("resolve-note").value.trim();
     act("resolve", note ? { outcome: outcome, note: note } : { outcome: outcome }).then(function (r) {
-      if (r) { flash("已办结"); $("resolve-form").hidden = true; $("resolve-note").value = ""; current.ticket = r; renderTicket(); }
+      if (r) { flash("已办结"); $("resolve-form").hidden = true; $("resolve-note").value = ""; }
+      if (onScreen(r)) { current.ticket = r; renderTicket(); }
     });
   }
   function comment(ev) {
     ev.preventDefault();
     var note = $("comment-note").value.trim();
     if (!note) return;
-    act("comment", { note: note }).then(function (r) { $("comment-note").value = ""; if (r) { current.ticket = r; renderTicket(); } });
+    act("comment", { note: note }).then(function (r) { $("comment-note").value = ""; if (onScreen(r)) { current.ticket = r; renderTicket(); } });
   }
   function contacts() {
     api("GET", "/api/v1/tickets/" + current.ticket.id + "/contacts").then(function (r) {
@@ -358,16 +367,20 @@
   function addNote(n, fromLive) {
     var known = notes[n.id];
     notes[n.id] = Object.assign({}, known || {}, n);
+    if (fromLive && !known) {  // on screen at once, whatever view is open
+      flash((SEV[n.severity] || "") + "：" + n.title, n.severity === "critical");
+      if (!n.seen_at) shownUnconfirmed[n.id] = true;
+    }
     renderNotes();
-    if (!n.seen_at) shownUnconfirmed[n.id] = true;
-    if (fromLive && !known) flash((SEV[n.severity] || "") + "：" + n.title, n.severity === "critical");
     confirmShown();
   }
   function renderNotes() {
     var ul = $("notes"), items = Object.keys(notes).map(function (k) { return notes[k]; });
     items.sort(function (a, b) { return ms(b.created_at) - ms(a.created_at); });
     ul.textContent = "";
+    var listed = document.body.getAttribute("data-state") === "list";
     items.slice(0, 20).forEach(function (n) {
+      if (listed && !n.seen_at) shownUnconfirmed[n.id] = true;  // in the list on screen: shown
       var li = make("li", n.seen_at ? "" : "unseen");
       li.setAttribute("data-id", n.id); li.setAttribute("data-seen", n.seen_at ? "1" : "0");
       li.appendChild(make("div", "t", "【" + (SEV[n.severity] || n.severity) + "】" + n.title));
@@ -514,7 +527,7 @@
     if (!me) return;
     var m = /^#\/t\/([0-9a-fA-F-]{36})$/.exec(location.hash);
     if (m) { window.scrollTo(0, 0); openTicket(m[1]); return; }
-    current = null; show("list"); renderTickets();
+    current = null; show("list"); renderTickets(); renderNotes(); confirmShown();
   }
   function start(who) {
     me = who;
