@@ -47,6 +47,7 @@ bench-screens: $(STAMP)
 
 screenshot: $(STAMP) system-deps
 	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
+	$(BIN)/python scripts/screenshot_worker.py --out docs/worker.png --ticket-out docs/worker-ticket.png
 
 # The evaluation of record, through the front door (evaluation/frontdoor/, docs/EVALUATION.md): both behaviour
 # sources, tuning and held-out seeds, each run a fresh `whistle serve`. Long: on two shared cores a

@@ -51,7 +51,10 @@ def compose(ticket: Ticket, *, place: str, step: int, level: int, target: Target
     """(title, body) of a notification, in Chinese, without personal data."""
     label = KIND_LABEL.get(ticket.kind, ticket.kind.value)
     title = f"{label} {place}".strip()
-    lines = [f"{SEVERITY_LABEL[ticket.severity]}：{label}", f"地点：{place or '-'}", f"工单：{ticket.id}"]
+    number = str(ticket.short_code or ticket.id)
+    if ticket.short_code and target is Target.ASSIGNEE:  # only the assignee's reply acknowledges (alerts.replies)
+        number += "（短信回复此号即接单）"
+    lines = [f"{SEVERITY_LABEL[ticket.severity]}：{label}", f"地点：{place or '-'}", f"工单：{number}"]
     if level > 0:
         lines.append(f"升级第 {level} 级：未在时限内响应")
     if target is Target.CONTACT:

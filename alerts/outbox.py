@@ -8,6 +8,18 @@ hands each notification to the channels' `Dispatcher`, then records every attemp
 the dispatcher is the row's dedup key, and `PgSentLog` remembers delivered ids in PostgreSQL, so a
 row redelivered after a restart is recognised and not sent twice. Before a row is handed over, its
 recipient's hourly cap is checked (alerts.caps): over it, the row is `suppressed` ("capped").
+
+Delivered means seen. A critical notification handed to the worker's page (the live feed, a push
+notification) is not done until the page says it was shown: the dispatcher answers `awaiting_receipt`,
+the row stays `pending` with `awaiting_channel` set and falls due again at the receipt deadline
+(WHISTLE_NOTIFY_RECEIPT_TIMEOUT_S). The receipt (alerts.receipts, from any process) marks the row seen
+and done; without it, the next round records the unseen handover (an attempt `not_seen` and an
+`unseen` event in the ticket's history) and carries on with the rest of the route, after that channel:
+SMS, then the robots. An acknowledgement meanwhile suppresses the row, as any other.
+
+Each notification to a worker carries links (alerts.links): the ticket on the worker's page, and, to its
+assignee, the one-tap link and the short code an SMS reply acknowledges with. A worker's Web Push
+subscriptions (alerts.push) go along; those the push service says are gone are forgotten.
 """
 
 from __future__ import annotations
@@ -16,16 +28,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from alerts import push
 from alerts.caps import NotificationCaps
-from alerts.channels.base import Notification, Recipient
+from alerts.channels.base import BUDGET_SPENT, NO_ADDRESS, NOT_CONFIGURED, Notification, PushSubscription, Recipient
 from alerts.channels.delivery import Delivery, DeliveryStatus, Dispatcher
-from alerts.store import Conn, Contact
-from whistle.domain import AlarmKind, Severity
+from alerts.links import Links
+from alerts.store import Conn, Contact, add_ticket_event
+from whistle.domain import AlarmKind, Severity, TicketStatus
 from whistle.store.db import Database
 from whistle.timeutil import from_datetime, now_ms, to_datetime
 
@@ -170,8 +184,21 @@ _CLAIM = (
     " AND (claimed_until IS NULL OR claimed_until < %(now)s)"
     " ORDER BY priority, due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c"
     " WHERE n.id = c.id"
-    " RETURNING n.id, n.dedup_key, n.ticket_id, n.recipient_id, n.channel, n.body, n.created_at, n.attempts"
+    " RETURNING n.id, n.dedup_key, n.ticket_id, n.recipient_id, n.channel, n.body, n.created_at, n.attempts,"
+    " n.awaiting_channel, n.seen_at IS NOT NULL"
 )
+SKIPS = frozenset({NO_ADDRESS, NOT_CONFIGURED, BUDGET_SPENT})
+OPEN_STATUSES = frozenset({TicketStatus.DISPATCHED.value, TicketStatus.ACKNOWLEDGED.value, TicketStatus.ON_SITE.value})
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    """What a message about a ticket needs of it at sending time: who has it now, on which assignment, its code."""
+
+    assignee_id: str | None
+    assignment: int
+    short_code: int | None
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,23 +209,49 @@ class Claimed:
     message: OutboxMessage
     created_at: int
     rounds: int
+    awaiting: str | None = None  # the channel it was handed to, awaiting the page's receipt
+    seen: bool = False  # the receipt came
+    ticket: TicketRef | None = None
+    push: tuple[PushSubscription, ...] = ()
 
     @property
     def profile(self) -> str:
         return self.message.recipient.type
 
-    def notification(self) -> Notification:
+    def notification(self, links: Links | None = None, now: int = 0) -> Notification:
+        """The message for the channels: to a worker with the ticket's page link; to its assignee, while the
+        ticket is open, the one-tap link and the short code to reply with."""
         m = self.message
+        url = ack_url = code = None
+        worker = self.profile == "worker"
+        if links is not None and worker and self.ticket_id:
+            url = links.ticket_page(self.ticket_id)
+            t = self.ticket
+            if t is not None and t.short_code and t.assignee_id == m.recipient.id and t.status in OPEN_STATUSES:
+                ack_url = links.one_tap(code=t.short_code, worker_id=m.recipient.id, assignment=t.assignment, now=now)
+                code = str(t.short_code)
         return Notification(
             id=self.dedup_key,
-            recipient=Recipient(id=m.recipient.id, name=m.recipient.name, phone=m.recipient.phone),
+            recipient=Recipient(
+                id=m.recipient.id, name=m.recipient.name, phone=m.recipient.phone, push=self.push if worker else ()
+            ),
             severity=m.severity,
             kind=m.kind,
             title=m.title,
             body=m.body,
             ticket_id=self.ticket_id,
             created_at=self.created_at,
+            url=url,
+            ack_url=ack_url,
+            reply_code=code,
         )
+
+
+def after(route: tuple[str, ...], channel: str | None) -> tuple[str, ...]:
+    """The rest of a route after `channel` (all of it if the channel is not in it)."""
+    if channel is None or channel not in route:
+        return route
+    return route[route.index(channel) + 1 :]
 
 
 class OutboxSender:
@@ -219,6 +272,7 @@ class OutboxSender:
         wakeup: asyncio.Event | None = None,
         routes: Mapping[str, tuple[str, ...]] = ROUTES,
         caps: NotificationCaps | None = None,
+        links: Links | None = None,
     ) -> None:
         self.db = db
         self.dispatcher = dispatcher
@@ -232,10 +286,13 @@ class OutboxSender:
         self.wakeup = wakeup or asyncio.Event()
         self.routes = routes
         self.caps = caps
+        self.links = links
         self.capped = 0
         self.sent = 0
         self.failed = 0
         self.deferred = 0
+        self.awaiting = 0  # handed over, waiting for the page's receipt
+        self.unseen = 0  # no receipt in time: carried on with the rest of the route
 
     async def claim(self) -> list[Claimed]:
         now = self.clock()
@@ -244,16 +301,35 @@ class OutboxSender:
                 _CLAIM, {"lease": to_datetime(now + self.lease_ms), "now": to_datetime(now), "limit": self.batch}
             )
             rows = await cur.fetchall()
-        return [
-            Claimed(
-                r[0],
-                r[1],
-                str(r[2]) if r[2] else None,
-                OutboxMessage.from_json(r[3], r[4], r[5]),
-                from_datetime(r[6]),
-                r[7],
+            claimed = [
+                Claimed(
+                    r[0],
+                    r[1],
+                    str(r[2]) if r[2] else None,
+                    OutboxMessage.from_json(r[3], r[4], r[5]),
+                    from_datetime(r[6]),
+                    r[7],
+                    awaiting=r[8],
+                    seen=bool(r[9]),
+                )
+                for r in rows
+            ]
+            return await self._with_context(conn, claimed) if claimed else claimed
+
+    async def _with_context(self, conn: Conn, claimed: list[Claimed]) -> list[Claimed]:
+        """Each claimed row with its ticket as it is now and its recipient's push subscriptions."""
+        tickets = sorted({c.ticket_id for c in claimed if c.ticket_id})
+        refs: dict[str, TicketRef] = {}
+        if tickets:
+            cur = await conn.execute(
+                "SELECT id::text, assignee_id, assignment, short_code, status FROM tickets WHERE id = ANY(%s::uuid[])",
+                (tickets,),
             )
-            for r in rows
+            refs = {r[0]: TicketRef(r[1], int(r[2]), r[3], r[4]) for r in await cur.fetchall()}
+        workers = sorted({c.message.recipient.id for c in claimed if c.profile == "worker"})
+        subs = await push.subscriptions_of(conn, workers)
+        return [
+            replace(c, ticket=refs.get(c.ticket_id or ""), push=subs.get(c.message.recipient.id, ())) for c in claimed
         ]
 
     async def run_once(self) -> int:
@@ -264,20 +340,59 @@ class OutboxSender:
         return len(claimed)
 
     async def _one(self, c: Claimed) -> None:
+        route = self.routes.get(c.profile, ROUTES["worker"])
+        if c.awaiting is not None:  # handed to the page before: seen, or on to the rest of the route
+            if c.seen:
+                await self._seen(c)
+                return
+            await self._not_seen(c)
+            route = after(route, c.awaiting)
         use = None
-        if self.caps is not None:
+        if self.caps is not None and c.awaiting is None:  # a notification counts once, whatever its channels
             use = await self.caps.admit(c.message.recipient.id, c.message.kind)
             if use is None:
                 await self._capped(c)
                 return
         try:
-            delivery = await self.dispatcher.deliver(c.notification(), self.routes.get(c.profile, ROUTES["worker"]))
+            delivery = await self.dispatcher.deliver(c.notification(self.links, self.clock()), route)
         except Exception as exc:  # a bug, not a delivery outcome: keep the row for another round
             log.exception("notification %s: dispatcher raised", c.id)
             delivery = Delivery(c.dedup_key, DeliveryStatus.FAILED, reason=f"exception: {type(exc).__name__}")
-        if use is not None and delivery.status is not DeliveryStatus.DELIVERED and self.caps is not None:
+        handed = delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.AWAITING_RECEIPT)
+        if use is not None and not handed and self.caps is not None:
             await self.caps.give_back(use)
         await self._finish(c, delivery)
+
+    async def _seen(self, c: Claimed) -> None:
+        """The receipt came while the row waited: it is done."""
+        self.sent += 1
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE notifications SET status = 'sent', claimed_until = NULL WHERE id = %s AND status = 'pending'",
+                (c.id,),
+            )
+
+    async def _not_seen(self, c: Claimed) -> None:
+        """No receipt by the deadline: on the record (an attempt, the ticket's history) before the next channel."""
+        self.unseen += 1
+        now = self.clock()
+        error = f"no receipt from the page within the receipt timeout after {c.awaiting}"
+        log.warning("notification %s to %s not seen on %s: next channel", c.id, c.message.recipient.id, c.awaiting)
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO notification_attempts (notification_id, at, channel, ok, retryable, address, code, error) "
+                "VALUES (%s, %s, %s, false, false, '', 'not_seen', %s)",
+                (c.id, to_datetime(now), c.awaiting, error),
+            )
+            if c.ticket_id is not None and c.rounds <= 2:  # once, not every retry round
+                await add_ticket_event(
+                    conn,
+                    c.ticket_id,
+                    at=now,
+                    actor="system",
+                    action="unseen",
+                    data={"notification": c.dedup_key, "recipient_id": c.message.recipient.id, "channel": c.awaiting},
+                )
 
     async def _capped(self, c: Claimed) -> None:
         """Over the recipient's hourly cap: the notification is dropped (its ticket stands)."""
@@ -293,8 +408,16 @@ class OutboxSender:
     async def _finish(self, c: Claimed, d: Delivery) -> None:
         now = self.clock()
         status, due, error, channel = "pending", now, d.reason, d.channel
+        awaiting = c.awaiting
         if d.status is DeliveryStatus.DELIVERED:
             status = "sent"
+            self.sent += 1
+        elif d.status is DeliveryStatus.AWAITING_RECEIPT:
+            awaiting, due = d.channel, d.receipt_due or now
+            self.awaiting += 1
+        elif c.awaiting is not None and d.status is DeliveryStatus.FAILED and all(a.code in SKIPS for a in d.attempts):
+            # handed to the page, not seen, and nothing else reaches this recipient: that handover is all there is
+            status, error = "sent", f"not seen on {c.awaiting}; no other channel reaches the recipient"
             self.sent += 1
         elif d.status is DeliveryStatus.DUPLICATE:
             delivered = self.sent_log is not None and await self.sent_log.is_delivered(c.dedup_key)
@@ -332,11 +455,26 @@ class OutboxSender:
                         ],
                     )
             await conn.execute(
-                "UPDATE notifications SET status = %s, due_at = %s, claimed_until = NULL, last_error = %s, "
-                "channel_used = COALESCE(%s, channel_used), sent_at = CASE WHEN %s = 'sent' THEN %s ELSE sent_at END "
-                "WHERE id = %s AND status = 'pending'",
-                (status, to_datetime(due), error, channel, status, to_datetime(now), c.id),
+                "UPDATE notifications SET"
+                " status = CASE WHEN %(awaits)s AND seen_at IS NOT NULL THEN 'sent' ELSE %(st)s END,"
+                " due_at = %(due)s, claimed_until = NULL, last_error = %(error)s, awaiting_channel = %(awaiting)s,"
+                " channel_used = COALESCE(%(channel)s, channel_used),"
+                " sent_at = CASE WHEN %(st)s = 'sent' OR %(awaits)s THEN COALESCE(sent_at, %(now)s) ELSE sent_at END "
+                "WHERE id = %(id)s AND status = 'pending'",
+                {
+                    "awaits": d.status is DeliveryStatus.AWAITING_RECEIPT,
+                    "st": status,
+                    "due": to_datetime(due),
+                    "error": error,
+                    "awaiting": awaiting,
+                    "channel": channel,
+                    "now": to_datetime(now),
+                    "id": c.id,
+                },
             )
+            gone = [e for a in d.attempts for e in a.gone]
+            if gone:
+                await push.forget(conn, gone)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop`: at once when woken (a commit queued rows), else every `poll_s`."""

@@ -7,7 +7,7 @@ Each function opens its own connection from the `Database` it is given and retur
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,13 +81,17 @@ async def list_tickets(
     cursor: str | None,
     ticket_id: str | None = None,
     scope: Scope | None = None,
+    ticket_ids: Sequence[str] | None = None,
 ) -> tuple[list[TicketView], str | None]:
-    """Tickets newest first, each with its alarms and its history, within `scope` (None: all of them)."""
+    """Tickets newest first, each with its alarms and its history, within `scope` (None: all of them);
+    `ticket_ids` limits them to those."""
     where = Where().eq(filters, prefix="t.")
     if scope is not None and not scope.all_grids:
         where.add(*_flat(ticket_scope_sql(scope)))
     if ticket_id is not None:
         where.add("t.id = %s::uuid", uuid_text(ticket_id, "ticket"))
+    if ticket_ids is not None:
+        where.add("t.id = ANY(%s::uuid[])", [uuid_text(t, "ticket") for t in ticket_ids])
     if cursor:
         where.add("(t.created_at, t.id) < (%s, %s::uuid)", *decode_cursor(cursor))
     sql = (

@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 
 from alerts import rosters, silences, store, storms
+from alerts.arrival import ArrivalCheck, Position
+from alerts.arrival import check as check_arrival
 from alerts.channels.live import WebSocketChannel
 from alerts.escalation import policy_for
 from alerts.lifecycle import Change, decide, group_of
@@ -406,15 +408,25 @@ class AlertService:
         outcome: Outcome | None = None,
         note: str | None = None,
         scope: Scope | None = None,
-    ) -> None:
+        position: Position | None = None,
+        radius_m: float = 200.0,
+        extra: Mapping[str, Any] | None = None,
+        assignee: str | None = None,
+    ) -> ArrivalCheck | None:
         """Move a ticket along (ack, arrive, resolve, close), recording who, when and why.
 
-        With a `scope`, a ticket outside it is not found (the caller's part of the street, whistle.access)."""
+        With a `scope`, a ticket outside it is not found (the caller's part of the street, whistle.access).
+        An arrival is checked against the building's location (`position`, within `radius_m`: alerts.arrival)
+        and recorded either way; the check is returned. `extra` goes into the event's data (how the action
+        came: a one-tap link, an SMS reply); `assignee` refuses the action unless the ticket is assigned to them."""
         allowed, target, stamp = TRANSITIONS[action]
         now = self.clock()
+        arrival: ArrivalCheck | None = None
         async with self.db.connection() as conn, conn.transaction():
             row = await self._lock(conn, ticket_id, scope)
             current = row.status
+            if assignee is not None and row.assignee_id != assignee:
+                raise TicketError(f"ticket {ticket_id} is not assigned to {assignee}", forbidden=True)
             if current not in allowed:
                 raise TicketError(f"cannot {action} a ticket that is {current.value}")
             columns: dict[str, Any] = {stamp: to_datetime(now)}
@@ -422,6 +434,13 @@ class AlertService:
                 if outcome is None:
                     raise TicketError("resolve needs an outcome: confirmed, false_alarm or duplicate")
                 columns.update(outcome=outcome.value, note=note)
+            data: dict[str, Any] = {"outcome": outcome.value} if outcome else {}
+            if action == "arrive":
+                arrival = check_arrival(
+                    position, await store.location_of(conn, row.building_id, row.household_id), radius_m
+                )
+                data.update(arrival.to_json())
+            data.update(extra or {})
             await store.set_ticket_status(conn, ticket_id, target.value, **columns)
             await store.add_ticket_event(
                 conn,
@@ -432,7 +451,7 @@ class AlertService:
                 from_status=current.value,
                 to_status=target.value,
                 note=note,
-                data={"outcome": outcome.value} if outcome else None,
+                data=data or None,
             )
             if action == "ack":
                 await store.acknowledge_alarms(conn, ticket_id)
@@ -455,6 +474,7 @@ class AlertService:
                 "assignee_id": row.assignee_id,
             }
         )
+        return arrival
 
     async def _lock(self, conn: store.Conn, ticket_id: str, scope: Scope | None = None) -> Ticket:
         row = await store.lock_ticket_in_scope(conn, uuid_text(ticket_id, "ticket"), scope)
@@ -542,12 +562,22 @@ class AlertService:
             }
         )
 
-    async def comment(self, ticket_id: str, *, actor: str, note: str, scope: Scope | None = None) -> None:
-        """Add a comment to a ticket's history (any status)."""
+    async def comment(
+        self,
+        ticket_id: str,
+        *,
+        actor: str,
+        note: str,
+        scope: Scope | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a comment to a ticket's history (any status); `extra` goes into the event's data."""
         now = self.clock()
         async with self.db.connection() as conn, conn.transaction():
             row = await self._lock(conn, ticket_id, scope)
-            await store.add_ticket_event(conn, ticket_id, at=now, actor=actor, action="comment", note=note)
+            await store.add_ticket_event(
+                conn, ticket_id, at=now, actor=actor, action="comment", note=note, data=extra or None
+            )
         self.announce(
             {
                 "type": "ticket.comment",

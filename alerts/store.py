@@ -90,6 +90,7 @@ def ticket_from_row(row: Mapping[str, Any]) -> Ticket:
         escalation_due_at=_ms(row.get("escalation_due_at")),
         escalation_base_at=_ms(row.get("escalation_base_at")),
         assignment=int(row.get("assignment") or 0),
+        short_code=int(row["short_code"]) if row.get("short_code") is not None else None,
     )
 
 
@@ -413,3 +414,17 @@ async def place_of(conn: Conn, building_id: str | None, household_id: str | None
     )
     row = await cur.fetchone()
     return " ".join(p for p in (row or ()) if p)
+
+
+async def location_of(conn: Conn, building_id: str | None, household_id: str | None) -> tuple[float, float] | None:
+    """The registry location (WGS-84 lon, lat) of a ticket's building (or its household's), if it has one."""
+    if building_id is None and household_id is None:
+        return None
+    cur = await conn.execute(
+        "SELECT lon, lat FROM buildings WHERE id = COALESCE(%s, (SELECT building_id FROM households WHERE id = %s))",
+        (building_id, household_id),
+    )
+    row = await cur.fetchone()
+    if row is None or row[0] is None or row[1] is None:
+        return None
+    return float(row[0]), float(row[1])

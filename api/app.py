@@ -5,8 +5,9 @@ from __future__ import annotations
 from importlib import resources
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from api.deps import ApiContext
 from api.limits import BodyLimit
@@ -58,4 +59,29 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def screen() -> str:
         return page
 
+    # The grid worker's page: an installable web app under /m/ (its manifest, service worker and icons beside it).
+    worker_page = resources.files("api").joinpath("static/m/index.html").read_text(encoding="utf-8")
+
+    @app.get("/m/", response_class=HTMLResponse, include_in_schema=False)
+    async def worker() -> HTMLResponse:
+        return HTMLResponse(worker_page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/m/a/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def one_tap(token: str) -> HTMLResponse:
+        """A one-tap link from a message: the same page, which reads the token from its address."""
+        return HTMLResponse(worker_page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    app.mount("/m", WorkerFiles(packages=[("api", "static/m")]), name="worker")
     return app
+
+
+class WorkerFiles(StaticFiles):
+    """The worker page's files: the service worker is always revalidated, the manifest has its media type."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if path.endswith("sw.js"):
+            response.headers["Cache-Control"] = "no-cache"
+        elif path.endswith(".webmanifest"):
+            response.headers["Content-Type"] = "application/manifest+json"
+        return response

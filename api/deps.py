@@ -19,9 +19,11 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from alerts.channels.relay import LiveRelay
 from alerts.service import AlertService
 from api.ratelimit import RateLimiter
 from api.screen import ScreenOptions
+from api.worker import WorkerOptions
 from whistle import users
 from whistle.access import PRIVILEGED_RATE, Permission, Principal, bootstrap_admin
 from whistle.bus import Bus
@@ -86,6 +88,8 @@ class ApiContext:
     access: AccessConfig = field(default_factory=AccessConfig)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     screen: ScreenOptions = field(default_factory=ScreenOptions)  # the screen's basemap, poll, thresholds
+    worker: WorkerOptions = field(default_factory=WorkerOptions)  # the worker page: arrival radius, keys
+    relay: LiveRelay | None = None  # live connections announced to the processes that send (across processes)
 
 
 def get_context(request: Request) -> ApiContext:

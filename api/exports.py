@@ -248,6 +248,8 @@ ACTION_LABEL = {
     "alarm_grouped": "告警合并",
     "alarm_cleared": "告警解除",
     "severity_raised": "级别提升",
+    "seen": "已查看通知",
+    "unseen": "通知未查看，改用下一渠道",
 }
 
 STATUS_LABEL = {

@@ -8,9 +8,11 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from alerts.channels.text import KIND_LABEL
+from alerts.channels.text import KIND_LABEL, SEVERITY_LABEL
+from alerts.one_tap import OneTap
 from alerts.queries import TicketView
 from alerts.rosters import Roster
+from alerts.worklist import WorkTicket
 from stats.assessment import GridAssessment, Measures, WorkerAssessment
 from stats.places import AlarmPlace, BuildingDetail, SeverityCounts, StreetMap
 from stats.summary import Summary
@@ -114,6 +116,7 @@ class TicketRead(BaseModel):
     history: list[TicketEventRead]
     closed_at: datetime | None = None
     escalation_due_at: datetime | None = None
+    code: str | None = None  # the short code an SMS reply acknowledges with
 
     @classmethod
     def of(cls, view: TicketView, *, masked: bool = False) -> TicketRead:
@@ -137,16 +140,38 @@ class TicketRead(BaseModel):
             history=[TicketEventRead.of(e, masked=masked) for e in view.history],
             closed_at=_dt(t.closed_at),
             escalation_due_at=_dt(t.escalation_due_at),
+            code=str(t.short_code) if t.short_code else None,
         )
 
 
 class TicketNote(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, max_length=4000)
+    # when the worker tapped it, if their page queued it while offline (recorded as they say; the event's time
+    # is when it arrived)
+    queued_at: datetime | None = None
+
+    def extra(self) -> dict[str, Any]:
+        """What goes into the event's data besides the note."""
+        return {"queued_at": self.queued_at.isoformat()} if self.queued_at else {}
 
 
 class TicketResolve(TicketNote):
     outcome: Outcome
+
+
+class TicketArrive(TicketNote):
+    """On site, with the browser's position when it gave one (WGS-84 degrees, accuracy in metres)."""
+
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _both(self) -> TicketArrive:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
 
 
 class TicketReassign(TicketNote):
@@ -165,6 +190,10 @@ class TicketTransfer(TicketNote):
 class TicketComment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=4000)
+    queued_at: datetime | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {"queued_at": self.queued_at.isoformat()} if self.queued_at else {}
 
 
 class ShiftWrite(BaseModel):
@@ -958,3 +987,163 @@ class PipelineRead(BaseModel):
     groups: list[GroupLagRead]
     lag: int
     dead_letters: int
+
+
+# -- the grid worker's page (/m/) --------------------------------------------------------------------------------
+
+
+class DevicePlaceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    type: str
+    location: str | None
+
+
+class PlaceRead(BaseModel):
+    """Where a ticket is, for the worker at the door."""
+
+    model_config = ConfigDict(from_attributes=True)
+    building_id: str | None
+    address: str
+    floors: int | None
+    location: tuple[float, float] | None  # WGS-84 (lon, lat)
+    grid_id: str | None
+    grid_name: str | None
+    household_id: str | None
+    unit: str | None
+    lone_elder: bool
+    has_contacts: bool  # read them with GET /tickets/{id}/contacts (every read logged)
+    devices: list[DevicePlaceRead]
+
+
+class WorkTicketRead(BaseModel):
+    """A ticket with its place and its evidence in words (the worker's page)."""
+
+    ticket: TicketRead
+    kind_label: str
+    severity_label: str
+    place: PlaceRead
+    evidence: list[str]
+
+    @classmethod
+    def of(cls, w: WorkTicket, *, masked: bool = False) -> WorkTicketRead:
+        t = w.view.ticket
+        return cls(
+            ticket=TicketRead.of(w.view, masked=masked),
+            kind_label=KIND_LABEL.get(t.kind, t.kind.value),
+            severity_label=SEVERITY_LABEL[t.severity],
+            place=PlaceRead.model_validate(w.place),
+            evidence=list(w.evidence),
+        )
+
+
+class WorkListRead(BaseModel):
+    items: list[WorkTicketRead]
+    now: datetime  # the server's wall clock: the page ages tickets by it
+
+
+class ArrivalRead(BaseModel):
+    """How the arrival compared with the building (also in the ticket's history)."""
+
+    distance_m: float | None
+    radius_m: float
+    within_radius: bool | None  # None: no position given, or the building has no location
+    located: bool
+
+
+class TicketArrived(TicketRead):
+    arrival: ArrivalRead | None = None
+
+
+class MyNotificationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    ticket_id: str | None
+    kind: str
+    severity: str
+    title: str
+    body: str
+    created_at: datetime
+    status: str
+    channel: str | None
+    seen_at: datetime | None
+
+
+class MyNotificationsRead(BaseModel):
+    items: list[MyNotificationRead]
+    now: datetime
+
+
+class ReceiptCreate(BaseModel):
+    """The page showed these notifications (ids as they came: live feed, push, the list)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(min_length=1, max_length=100)
+    via: Literal["page", "push_click", "live"] = "page"
+
+
+class ReceiptsRead(BaseModel):
+    confirmed: int  # seen for the first time now
+
+
+class PushKeyRead(BaseModel):
+    public_key: str | None  # the applicationServerKey for pushManager.subscribe(); None: Web Push not configured
+
+
+class PushSubscriptionCreate(BaseModel):
+    """PushSubscription.toJSON() of the browser."""
+
+    endpoint: str = Field(max_length=1000)
+    keys: dict[str, str]
+    expirationTime: float | None = None
+
+
+class PushSubscriptionRead(BaseModel):
+    endpoint: str
+    created: bool
+
+
+class OneTapRead(BaseModel):
+    """What a one-tap link shows: that one ticket, and whether it can still be acknowledged with it."""
+
+    ticket_id: str
+    code: str | None
+    kind: str
+    kind_label: str
+    severity: str
+    severity_label: str
+    status: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+    address: str
+    unit: str | None
+    grid_name: str | None
+    evidence: list[str]
+    worker_id: str
+    worker_name: str
+    expires_at: datetime
+    can_ack: bool
+
+    @classmethod
+    def of(cls, tap: OneTap) -> OneTapRead:
+        w = tap.work
+        t = w.view.ticket
+        return cls(
+            ticket_id=t.id,
+            code=str(t.short_code) if t.short_code else None,
+            kind=t.kind.value,
+            kind_label=KIND_LABEL.get(t.kind, t.kind.value),
+            severity=t.severity.value,
+            severity_label=SEVERITY_LABEL[t.severity],
+            status=t.status.value,
+            created_at=to_datetime(t.created_at),
+            acknowledged_at=_dt(t.acknowledged_at),
+            address=w.place.address,
+            unit=w.place.unit,
+            grid_name=w.place.grid_name,
+            evidence=list(w.evidence),
+            worker_id=tap.worker_id,
+            worker_name=tap.worker_name,
+            expires_at=to_datetime(tap.expires_at),
+            can_ack=t.status.value == "dispatched",
+        )

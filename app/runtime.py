@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from alerts.channels.relay import LiveRelay
 from alerts.outbox import OutboxSender
 from alerts.privacy import RetentionWorker
 from alerts.selfcheck import SelfCheckWorker
@@ -26,6 +27,7 @@ from alerts.workers import EscalationWorker
 from api.app import create_app
 from api.deps import AccessConfig, ApiContext
 from api.screen import ScreenOptions
+from api.worker import WorkerOptions
 from app.broker import EmbeddedBroker
 from app.dispatch import start_dispatch
 from app.health import write_heartbeats
@@ -321,7 +323,7 @@ async def run(
         if "alerts" in roles:
             rt.alerts_worker = AlertsWorker(bus, rt.alerts)
             tasks.append(asyncio.create_task(rt.alerts_worker.run(stop), name="alerts"))
-            rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts)
+            rt.outbox, rt.escalation = await start_dispatch(stack, rt.alerts, settings)
             tasks.append(asyncio.create_task(rt.outbox.run(stop), name="outbox"))
             tasks.append(asyncio.create_task(rt.escalation.run(stop), name="escalation"))
             retention = RetentionWorker(db, retention_s=settings.notification_phone_retention_days * 86400.0)
@@ -330,6 +332,8 @@ async def run(
             tasks.append(asyncio.create_task(rt.selfcheck.run(stop), name="selfcheck"))
         http_stop: tuple[_Server, asyncio.Task[None]] | None = None
         if "api" in roles:
+            relay = LiveRelay(db, rt.alerts.live)  # pages connected here, reachable from the processes that send
+            tasks.append(asyncio.create_task(relay.run(stop), name="live-relay"))
             ctx = ApiContext(
                 db=db,
                 alerts=rt.alerts,
@@ -341,6 +345,8 @@ async def run(
                 metrics=lambda: collect_metrics(rt),
                 access=AccessConfig.from_settings(settings),
                 screen=ScreenOptions.from_settings(settings),
+                worker=WorkerOptions.from_settings(settings),
+                relay=relay,
             )
             server = _Server(
                 uvicorn.Config(

@@ -32,9 +32,12 @@ def _binaries() -> tuple[str, str]:
 
 
 @contextmanager
-def chromium(width: int = 1920, height: int = 1080, *, no_websocket: bool = False) -> Iterator[webdriver.Chrome]:
+def chromium(
+    width: int = 1920, height: int = 1080, *, no_websocket: bool = False, mobile: bool = False
+) -> Iterator[webdriver.Chrome]:
     """A headless Chromium window of `width`x`height` CSS pixels at scale 1; `no_websocket` hides the
-    WebSocket API from pages (to see a page fall back to polling)."""
+    WebSocket API from pages (to see a page fall back to polling); `mobile` emulates a phone (touch, the
+    viewport meta tag honoured)."""
     browser, driver = _binaries()
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver or a browser
     options = Options()
@@ -58,8 +61,10 @@ def chromium(width: int = 1920, height: int = 1080, *, no_websocket: bool = Fals
         # the window's outer size includes no chrome in headless mode, but make the viewport exact
         d.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
         )
+        if mobile:
+            d.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
         if no_websocket:
             d.execute_cdp_cmd(
                 "Page.addScriptToEvaluateOnNewDocument",

@@ -71,11 +71,12 @@ class Permission(StrEnum):
     ASSESSMENT_READ = "assessment.read"  # the grids' and workers' assessment tables and their exports
     JOBS_RUN = "jobs.run"  # ask for the household job over chosen days (after an import, a backfill)
     PIPELINE_READ = "pipeline.read"  # how far behind each stage is
+    NOTIFICATIONS_OWN = "notifications.own"  # one's own notifications, their receipts, one's push subscriptions
 
 
 P = Permission
 _READ_TICKETS = {P.ALARMS_READ, P.TICKETS_READ, P.LIVE, P.SILENCES_READ, P.ROSTERS_READ, P.SCREEN_READ}
-_FIELD = _READ_TICKETS | {P.TICKETS_ACT, P.TICKETS_CONTACTS, P.HOUSEHOLDS_READ, P.DEVICES_READ}
+_FIELD = _READ_TICKETS | {P.TICKETS_ACT, P.TICKETS_CONTACTS, P.HOUSEHOLDS_READ, P.DEVICES_READ, P.NOTIFICATIONS_OWN}
 _DISPATCH = _FIELD | {
     P.TICKETS_DISPATCH,
     P.SILENCES_WRITE,

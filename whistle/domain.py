@@ -243,6 +243,7 @@ class Ticket:
     escalation_due_at: int | None = None  # when that step is due; None: nothing more to do
     escalation_base_at: int | None = None  # the time the steps count from (creation, or the last reassignment)
     assignment: int = 0  # bumped by every reassignment or transfer
+    short_code: int | None = None  # what an SMS reply names (回复 1042 接单); None on tickets older than codes
 
 
 @dataclass(frozen=True, slots=True)

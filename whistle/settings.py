@@ -160,6 +160,21 @@ class Settings(FileSettings):
     screen_poll_s: float = Field(default=15.0, ge=1.0, le=3600.0)
     low_battery_pct: float = Field(default=20.0, ge=0.0, le=100.0)
 
+    # the grid worker's page (/m/), one-tap links and SMS replies (README "The grid worker's page")
+    arrive_radius_m: float = Field(
+        default=200.0, gt=0, le=10_000, description="an arrival this close to the building counts as at the building"
+    )
+    public_url: str | None = Field(
+        default=None, description="where workers' phones reach the service (links in messages); unset: http://HTTP"
+    )
+    link_secret: SecretStr | None = Field(
+        default=None, description="the HMAC key of one-tap links; unset: one made once and kept in the database"
+    )
+    one_tap_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 14, description="a one-tap link expires after this")
+    sms_reply_key: SecretStr | None = Field(
+        default=None, description="the key in the SMS providers' reply callback URLs; unset: replies are refused"
+    )
+
     demo: bool = False
     # `whistle serve`: the roles as supervised child processes (both cores), or all in one (WHISTLE_SINGLE_PROCESS)
     single_process: bool = False
@@ -169,6 +184,32 @@ class Settings(FileSettings):
         default=None, description="set by `whistle serve`: the supervisor its processes share (their /metrics)"
     )
     process_name: str | None = Field(default=None, description="set by `whistle serve`: this child's name")
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"WHISTLE_PUBLIC_URL must be an http(s) URL without query, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """Where links in messages point: WHISTLE_PUBLIC_URL, else this process's own address."""
+        return self.public_url or f"http://{self.http}"
+
+    @cached_property
+    def link_key(self) -> bytes | None:
+        """The configured one-tap link key (None: the database keeps one); refused if weak outside the demo."""
+        if self.link_secret is None:
+            return None
+        value = self.link_secret.get_secret_value()
+        why = weak_secret(value, min_length=32)
+        if why and not self.demo:
+            raise SettingsError(f"WHISTLE_LINK_SECRET is refused: {why}")
+        return value.encode()
 
     @field_validator("http")
     @classmethod
@@ -216,6 +257,11 @@ class Settings(FileSettings):
         if self.demo:
             return
         _ = self.token
+        _ = self.link_key
+        if self.sms_reply_key is not None:
+            why = weak_secret(self.sms_reply_key.get_secret_value(), min_length=MIN_TOKEN_LENGTH)
+            if why:
+                raise SettingsError(f"WHISTLE_SMS_REPLY_KEY is refused: {why}")
         if self.mqtt_url:
             password = urlsplit(self.mqtt_url).password
             if password is not None and unquote(password).lower() in DEFAULT_SECRETS:

@@ -75,11 +75,16 @@ class Notification:
     body: str
     ticket_id: str | None
     created_at: int  # ms since the epoch
-    url: str | None = None  # where the ticket can be opened, if the deployment has a screen for it
+    url: str | None = None  # where the ticket can be opened on the worker's page (no credential in it)
+    # The assignee's one-tap link (alerts.links): a credential to acknowledge this one ticket. Only messages that
+    # reach the assignee themselves carry it (SMS, push, the group robots that @-mention them), never the live
+    # feed (the operations center sees a copy of it) nor a webhook.
+    ack_url: str | None = None
+    reply_code: str | None = None  # the ticket's short code: an SMS reply of it acknowledges (the assignee's only)
 
     def document(self) -> dict[str, object]:
-        """The notification as JSON, without personal data: what the live feed, Web Push and webhooks carry
-        (each adds what it alone needs: the recipient's id, a signed timestamp)."""
+        """The notification as JSON, without personal data or the one-tap link: what the live feed and webhooks
+        carry (each adds what it alone needs: the recipient's id, a signed timestamp; push adds the link)."""
         return {
             "type": "notification",
             "id": self.id,

@@ -14,7 +14,11 @@ Policy (docs/NOTIFICATIONS.md has the reasoning):
   spent; other severities stay on the first channel that can reach the recipient;
 - a channel that cannot reach the recipient at all (no phone, no subscription, not
   configured, its hourly budget spent — alerts.caps) is skipped for every severity — that is
-  routing, not failover.
+  routing, not failover;
+- delivered means seen: on a channel that can confirm display (the worker's page over the live
+  feed, a tapped push notification), a critical notification handed over is not delivered yet but
+  `awaiting_receipt` — the caller (alerts.outbox) waits for the receipt up to the receipt timeout
+  and then carries on with the rest of the route.
 """
 
 from __future__ import annotations
@@ -83,6 +87,16 @@ class Backoff:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptPolicy:
+    """Which channels say "handed over" before anyone has looked (the page may sit in a pocket or a hidden tab),
+    and for which severities a handover counts only once its receipt comes, within `timeout_s`."""
+
+    channels: frozenset[str] = frozenset({"live", "webpush"})
+    severities: frozenset[Severity] = CRITICAL_ONLY
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     max_attempts: int = 3  # per channel
     critical_max_attempts: int = 2  # per channel: fail over sooner, there are other channels
@@ -91,6 +105,7 @@ class DeliveryPolicy:
     failover: frozenset[Severity] = CRITICAL_ONLY
     quiet: QuietHours | None = field(default_factory=lambda: QuietHours(time(22), time(7)))
     rate: RateLimit | None = field(default_factory=RateLimit)
+    receipt: ReceiptPolicy | None = field(default_factory=ReceiptPolicy)
 
     @classmethod
     def from_settings(cls, s: DeliverySettings) -> DeliveryPolicy:
@@ -102,6 +117,7 @@ class DeliveryPolicy:
             attempt_timeout_s=s.attempt_timeout_s,
             quiet=QuietHours(window[0], window[1], s.tz) if window else None,
             rate=RateLimit(burst=s.rate_burst, per_hour=s.rate_per_hour),
+            receipt=ReceiptPolicy(s.receipt_channel_names, s.receipt_severity_set, s.receipt_timeout_s),
         )
 
     def attempts_for(self, severity: Severity) -> int:
@@ -167,6 +183,12 @@ def backoff_delay(retry: int, backoff: Backoff, rand: float) -> float:
     jitter" — half fixed, half random — so retries spread out but never come at once."""
     ceiling = min(backoff.cap_s, backoff.base_s * backoff.factor ** max(0, retry - 1))
     return ceiling / 2 + ceiling / 2 * min(max(rand, 0.0), 1.0)
+
+
+def awaits_receipt(channel: str, severity: Severity, receipt: ReceiptPolicy | None, *, has_next: bool) -> bool:
+    """Whether a notification just handed to `channel` must wait for its receipt before it counts: a channel
+    that can confirm display, a severity that needs it, and another channel to go to if no receipt comes."""
+    return receipt is not None and has_next and channel in receipt.channels and severity in receipt.severities
 
 
 class StepKind(StrEnum):
@@ -271,6 +293,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # not sent yet: call again at `deferred_until`
     DUPLICATE = "duplicate"  # this id was already delivered, or is being delivered
+    AWAITING_RECEIPT = "awaiting_receipt"  # handed to `channel`; seen only once its receipt comes (by `receipt_due`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +306,7 @@ class Delivery:
     channel: str | None = None
     deferred_until: int | None = None
     reason: str | None = None  # quiet_hours, rate_limited, provider_rate_limited, no_route, all_failed
+    receipt_due: int | None = None  # AWAITING_RECEIPT: when to carry on with the rest of the route without one
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -361,6 +385,18 @@ class Dispatcher:
                     rand=self._rand(),
                 )
                 if step.kind is StepKind.DONE:
+                    receipt = self.policy.receipt
+                    later = any(c in self.channels for c in route[index + 1 :])  # a channel to fall over to
+                    if receipt is not None and awaits_receipt(name, message.severity, receipt, has_next=later):
+                        log.info("notify %s: handed to %s, awaiting its receipt", describe(message), name)
+                        return Delivery(
+                            message.id,
+                            DeliveryStatus.AWAITING_RECEIPT,
+                            tuple(attempts),
+                            channel=name,
+                            reason="awaiting_receipt",
+                            receipt_due=self._clock() + int(receipt.timeout_s * 1000),
+                        )
                     return Delivery(message.id, DeliveryStatus.DELIVERED, tuple(attempts), channel=name)
                 if step.kind is StepKind.RETRY:
                     await self._sleep(step.delay_s)

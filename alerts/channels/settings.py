@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from alerts.channels.text import TEMPLATE_FIELDS
+from whistle.domain import Severity
 from whistle.settings import FileSettings, SettingsError
 from whistle.timeutil import CHINA_TZ
 
@@ -76,7 +77,7 @@ class AliyunSmsSettings(ChannelConfig):
     access_key_secret: SecretStr | None = None
     sign_name: str | None = None  # the approved signature, e.g. 数字吹哨
     template_code: str | None = None  # e.g. SMS_123456789
-    template_params: str = "kind,title,ticket"  # template variables, named as in the template
+    template_params: str = "kind,title,code,link"  # variables, named as in the template: 回复${code}接单 ${link}
     param_max_chars: int = Field(default=35, gt=0)
     endpoint: str = "https://dysmsapi.aliyuncs.com/"
 
@@ -97,7 +98,7 @@ class TencentSmsSettings(ChannelConfig):
     sdk_app_id: str | None = None  # e.g. 1400006666
     sign_name: str | None = None
     template_id: str | None = None
-    template_params: str = "kind,title,ticket"  # positional: {1}, {2}, ... in the template
+    template_params: str = "kind,title,code,link"  # positional {1}…{4}: {1}：{2}，回复{3}接单，或点击{4}
     param_max_chars: int = Field(default=35, gt=0)
     region: str = "ap-guangzhou"
     endpoint: str = "https://sms.tencentcloudapi.com/"
@@ -201,12 +202,35 @@ class DeliverySettings(FileSettings):
     # hard caps counted in PostgreSQL across processes (alerts.caps); 0: no cap
     recipient_max_per_hour: int = Field(default=20, ge=0)
     sms_max_per_hour: int = Field(default=200, ge=0)
+    # delivered means seen (docs/NOTIFICATIONS.md): on these channels a notification of these severities
+    # counts only once the worker's page confirms it was shown, or after this long goes to the next channel
+    receipt_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    receipt_channels: str = "live,webpush"
+    receipt_severities: str = "critical"
 
     @field_validator("quiet_hours")
     @classmethod
     def _check_quiet(cls, value: str) -> str:
         parse_quiet_hours(value)
         return value
+
+    @field_validator("receipt_severities")
+    @classmethod
+    def _check_receipt_severities(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        known = {s.value for s in Severity}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown severities {unknown}; known: {', '.join(sorted(known))}")
+        return ",".join(names)
+
+    @property
+    def receipt_channel_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.receipt_channels.split(",") if n.strip())
+
+    @property
+    def receipt_severity_set(self) -> frozenset[Severity]:
+        return frozenset(Severity(n) for n in self.receipt_severities.split(",") if n)
 
     @property
     def tz(self) -> tzinfo:

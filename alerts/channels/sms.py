@@ -20,7 +20,7 @@ from alerts.channels.base import NO_ADDRESS, Attempt, Notification
 from alerts.channels.http import HttpChannel, Verdict, log_attempt, retryable_status
 from alerts.channels.settings import AliyunSmsSettings, TencentSmsSettings
 from alerts.channels.signing import acs3_canonical_query, acs3_date, acs3_sign, sha256_hex, tc3_sign
-from alerts.channels.text import clip, template_values
+from alerts.channels.text import UNCLIPPED_FIELDS, clip, template_values
 from whistle.privacy import mask_phone
 from whistle.timeutil import MINUTE_MS, now_ms
 
@@ -28,7 +28,11 @@ from whistle.timeutil import MINUTE_MS, now_ms
 def template_params(message: Notification, fields: str, max_chars: int) -> list[tuple[str, str]]:
     """The template variables, in the configured order, each cut to the provider's length limit."""
     values = template_values(message)
-    return [(name, clip(values[name], max_chars)) for name in fields.split(",") if name]
+    return [
+        (name, values[name] if name in UNCLIPPED_FIELDS else clip(values[name], max_chars))
+        for name in fields.split(",")
+        if name
+    ]
 
 
 def _no_phone(channel: str, message: Notification) -> Attempt:

@@ -61,12 +61,17 @@ def clip_utf8(text: str, max_bytes: int) -> str:
     return raw[:budget].decode("utf-8", errors="ignore") + "…"
 
 
-# Fields an SMS template may take, by the name used in WHISTLE_SMS_*_TEMPLATE_PARAMS.
-TEMPLATE_FIELDS = ("title", "body", "kind", "severity", "ticket", "time", "name")
+# Fields an SMS template may take, by the name used in WHISTLE_SMS_*_TEMPLATE_PARAMS: `code` is the ticket's
+# short code to reply with, `link` the assignee's one-tap link (else the ticket's page), `token` the one-tap
+# link's last part alone (for a template that holds the fixed https://…/m/a/ itself).
+TEMPLATE_FIELDS = ("title", "body", "kind", "severity", "ticket", "time", "name", "code", "link", "token")
+# Fields never cut to the provider's length limit: a cut link is a broken link (configure the template for it).
+UNCLIPPED_FIELDS = frozenset({"link", "token"})
 
 
 def template_values(message: Notification) -> dict[str, str]:
     """Every field an SMS template may use, as text."""
+    link = message.ack_url or message.url
     return {
         "title": message.title,
         "body": message.body,
@@ -75,6 +80,9 @@ def template_values(message: Notification) -> dict[str, str]:
         "ticket": message.ticket_id or "-",
         "time": local_time(message.created_at),
         "name": message.recipient.name,
+        "code": message.reply_code or "-",
+        "link": link or "-",
+        "token": message.ack_url.rsplit("/", 1)[-1] if message.ack_url else "-",
     }
 
 
@@ -92,6 +100,8 @@ def markdown(message: Notification, *, mention: str | None = None, max_bytes: in
         f"- 工单：{message.ticket_id or '-'}",
         f"- 时间：{local_time(message.created_at)}",
     ]
+    if message.ack_url:
+        tail.append(f"- [一键接单]({message.ack_url})")
     if message.url:
         tail.append(f"- [查看工单]({message.url})")
     if mention:

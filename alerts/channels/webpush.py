@@ -159,8 +159,9 @@ def vapid_authorization(key: ec.EllipticCurvePrivateKey, *, aud: str, sub: str, 
 
 
 def payload(message: Notification) -> bytes:
-    """What the service worker receives: JSON without personal data, the body cut to fit one record."""
-    doc = message.document()
+    """What the service worker receives: JSON without personal data (with the assignee's one-tap link: the push
+    is encrypted to the worker's own browser), the body cut to fit one record."""
+    doc = {**message.document(), "ack_url": message.ack_url}
     while True:
         raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         excess = len(raw) - MAX_PLAINTEXT

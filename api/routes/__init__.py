@@ -14,16 +14,19 @@ from api.routes import (
     households,
     jobs,
     live,
+    one_tap,
     pipeline,
     registry,
     rosters,
     screen,
     session,
     silences,
+    sms_replies,
     stats,
     street_map,
     tickets,
     users,
+    worker,
     workers,
 )
 
@@ -48,4 +51,6 @@ for _module in (
 ):
     router.include_router(_module.router)
 for _module in (street_map, buildings, stats, screen):  # the operations-center screens (stats/)
+    router.include_router(_module.router)
+for _module in (worker, one_tap, sms_replies):  # the grid worker's page, and acknowledging from the message
     router.include_router(_module.router)

@@ -9,11 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from alerts import privacy, queries
+from alerts.arrival import Position
 from api.deps import Allow, Db, Limit, Services, TicketId
 from api.exports import Format, audit_table, disposition, render
 from api.schemas import (
+    ArrivalRead,
     ContactRead,
     Page,
+    TicketArrive,
+    TicketArrived,
     TicketComment,
     TicketContactsRead,
     TicketNote,
@@ -80,20 +84,61 @@ async def get_ticket_contacts(
 
 @router.post("/tickets/{ticket_id}/ack", response_model=TicketRead)
 async def ack_ticket(ctx: Services, user: Actor, ticket_id: TicketId, body: TicketNote | None = None) -> TicketRead:
-    await ctx.alerts.transition(ticket_id, "ack", actor=user.id, note=body.note if body else None, scope=user.scope)
+    await ctx.alerts.transition(
+        ticket_id,
+        "ack",
+        actor=user.id,
+        note=body.note if body else None,
+        scope=user.scope,
+        extra=body.extra() if body else None,
+    )
     return await _read(ctx.db, ticket_id, user)
 
 
-@router.post("/tickets/{ticket_id}/arrive", response_model=TicketRead)
-async def arrive_ticket(ctx: Services, user: Actor, ticket_id: TicketId, body: TicketNote | None = None) -> TicketRead:
-    await ctx.alerts.transition(ticket_id, "arrive", actor=user.id, note=body.note if body else None, scope=user.scope)
-    return await _read(ctx.db, ticket_id, user)
+@router.post("/tickets/{ticket_id}/arrive", response_model=TicketArrived)
+async def arrive_ticket(
+    ctx: Services, user: Actor, ticket_id: TicketId, body: TicketArrive | None = None
+) -> TicketArrived:
+    """On site. With `lat`/`lon` (and `accuracy_m`) from the browser's geolocation the position is checked against
+    the building's location (within WHISTLE_ARRIVE_RADIUS_M, 200 m) and recorded in the history either way;
+    without them the arrival is recorded as not located. `arrival` says how it compared."""
+    position = (
+        Position(body.lat, body.lon, body.accuracy_m)
+        if body and body.lat is not None and body.lon is not None
+        else None
+    )
+    check = await ctx.alerts.transition(
+        ticket_id,
+        "arrive",
+        actor=user.id,
+        note=body.note if body else None,
+        scope=user.scope,
+        position=position,
+        radius_m=ctx.worker.arrive_radius_m,
+        extra=body.extra() if body else None,
+    )
+    read = await _read(ctx.db, ticket_id, user)
+    arrival = None
+    if check is not None:
+        arrival = ArrivalRead(
+            distance_m=round(check.distance_m, 1) if check.distance_m is not None else None,
+            radius_m=check.radius_m,
+            within_radius=check.within,
+            located=check.position is not None,
+        )
+    return TicketArrived(**read.model_dump(), arrival=arrival)
 
 
 @router.post("/tickets/{ticket_id}/resolve", response_model=TicketRead)
 async def resolve_ticket(ctx: Services, user: Actor, ticket_id: TicketId, body: TicketResolve) -> TicketRead:
     await ctx.alerts.transition(
-        ticket_id, "resolve", actor=user.id, outcome=body.outcome, note=body.note, scope=user.scope
+        ticket_id,
+        "resolve",
+        actor=user.id,
+        outcome=body.outcome,
+        note=body.note,
+        scope=user.scope,
+        extra=body.extra(),
     )
     return await _read(ctx.db, ticket_id, user)
 
@@ -126,7 +171,7 @@ async def transfer_ticket(ctx: Services, user: Dispatcher, ticket_id: TicketId, 
 
 @router.post("/tickets/{ticket_id}/comments", response_model=TicketRead, status_code=status.HTTP_201_CREATED)
 async def comment_ticket(ctx: Services, user: Actor, ticket_id: TicketId, body: TicketComment) -> TicketRead:
-    await ctx.alerts.comment(ticket_id, actor=user.id, note=body.note, scope=user.scope)
+    await ctx.alerts.comment(ticket_id, actor=user.id, note=body.note, scope=user.scope, extra=body.extra())
     return await _read(ctx.db, ticket_id, user)
 
 

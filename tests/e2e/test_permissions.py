@@ -58,7 +58,9 @@ ALL_GRIDS = {"ADM-1", "OPS-1", "SCR-1", "INT-1", "W-CENTER"}  # their scope is t
 IN, OUT = "G1-M01", "G2-M03"  # a grid in every scoped walker's scope, and one in none of theirs
 CONTACT_PHONE = "+8613800000001"
 TYPED_PHONE = "+8613812345678"
-N_M01, N_M02, N_M03 = 60, 6, 6
+N_M01, N_M02, N_M03 = 72, 6, 6
+LINK_SECRET = "walk-link-secret-5f1e9a7c3b2d4e6f8a0b1c2d"
+REPLY_KEY = "walk-reply-key-8c7b6a5d4e3f"
 
 
 def walk_registry() -> dict[str, Any]:
@@ -136,6 +138,8 @@ async def serve(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> Asyn
         WHISTLE_STATE_DIR=str(tmp_path / "state"),
         WHISTLE_MQTT_CLIENT_ID=f"walk-{uuid.uuid4().hex[:8]}",
         WHISTLE_RATE_LOGIN_PER_MIN="200",  # the walk signs in as every role from one address
+        WHISTLE_LINK_SECRET=LINK_SECRET,  # the walk signs one-tap links itself
+        WHISTLE_SMS_REPLY_KEY=REPLY_KEY,
     )
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -501,6 +505,93 @@ async def job_post(w: Walk, user: str | None, where: str) -> httpx.Response:
     return await w.call(user, "POST", "/api/v1/jobs/household-days", json={"from": "2020-01-01", "to": "2020-01-01"})
 
 
+async def my_tickets(w: Walk, user: str | None, where: str) -> httpx.Response:
+    r = await w.call(user, "GET", "/api/v1/me/tickets")
+    if r.status_code == 200:
+        assert all(i["ticket"]["assignee_id"] == user for i in r.json()["items"]), f"{user} listed others' tickets"
+        if user == ROLE_USERS["grid_worker"]:
+            assert r.json()["items"], "the grid worker's own open tickets are not listed"
+    return r
+
+
+async def ticket_detail(w: Walk, user: str | None, where: str) -> httpx.Response:
+    r = await w.call(user, "GET", f"/api/v1/tickets/{w.fixed['read_in' if where == 'in' else 'out']}/detail")
+    if r.status_code == 200:
+        assert r.json()["place"]["address"] and CONTACT_PHONE not in r.text
+    return r
+
+
+async def receipts_post(w: Walk, user: str | None, where: str) -> httpx.Response:
+    return await w.call(user, "POST", "/api/v1/me/notifications/receipts", json={"ids": ["not-a-notification"]})
+
+
+def push_subscription(user: str | None) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from alerts.channels.webpush import b64url_encode, public_key_bytes
+
+    ua = ec.generate_private_key(ec.SECP256R1())
+    return {
+        "endpoint": f"https://push.example.org/walk/{user}/{uuid.uuid4().hex}",
+        "keys": {"p256dh": b64url_encode(public_key_bytes(ua.public_key())), "auth": b64url_encode(b"w" * 16)},
+    }
+
+
+async def push_post(w: Walk, user: str | None, where: str) -> httpx.Response:
+    return await w.call(user, "POST", "/api/v1/me/push-subscriptions", json=push_subscription(user))
+
+
+async def push_delete(w: Walk, user: str | None, where: str) -> httpx.Response:
+    sub = push_subscription(user)
+    await w.call(user, "POST", "/api/v1/me/push-subscriptions", json=sub)
+    return await w.call(user, "DELETE", "/api/v1/me/push-subscriptions", params={"endpoint": sub["endpoint"]})
+
+
+async def one_tap_token(w: Walk, ticket: str) -> str:
+    from alerts.links import sign
+
+    t = await w.boot("GET", f"/api/v1/tickets/{ticket}")
+    reassigned = sum(1 for e in t["history"] if e["action"] in ("reassign", "transfer"))
+    return sign(
+        LINK_SECRET.encode(),
+        code=int(t["code"]),
+        worker_id=t["assignee_id"],
+        assignment=reassigned,
+        expires_at=now_ms() + 3_600_000,
+    )
+
+
+async def one_tap_get(w: Walk, user: str | None, where: str) -> httpx.Response:
+    token = await one_tap_token(w, w.fixed["read_in"])
+    r = await w.call(user, "GET", f"/api/v1/one-tap/{token}")
+    if r.status_code == 200:
+        assert r.json()["ticket_id"] == w.fixed["read_in"] and "history" not in r.json()
+    return r
+
+
+async def one_tap_ack(w: Walk, user: str | None, where: str) -> httpx.Response:
+    ticket = w.take(IN)
+    token = await one_tap_token(w, ticket)
+    r = await w.call(user, "POST", f"/api/v1/one-tap/{token}/ack")
+    if r.status_code == 200:  # acknowledged as its assignee, whoever tapped
+        t = await w.boot("GET", f"/api/v1/tickets/{ticket}")
+        assert t["status"] == "acknowledged" and t["history"][-1]["actor"] == t["assignee_id"]
+    return r
+
+
+def sms_reply(provider: str) -> Call:
+    async def call(w: Walk, user: str | None, where: str) -> httpx.Response:
+        body: Any = (
+            {"mobile": "13700000000", "nationcode": "86", "text": "1001", "sign": "数字吹哨", "time": 1, "extend": ""}
+            if provider == "tencent"
+            else [{"phone_number": "13700000000", "content": "1001", "send_time": "2026-11-24 10:15:00",
+                   "dest_code": "1", "sequence_id": 1}]
+        )  # fmt: skip
+        return await w.call(user, "POST", f"/api/v1/sms/replies/{provider}?key={REPLY_KEY}", json=body)
+
+    return call
+
+
 CALLS: dict[str, Call] = {
     "GET /api/v1/health": get("/api/v1/health"),
     "GET /metrics": get("/metrics"),
@@ -585,6 +676,19 @@ CALLS: dict[str, Call] = {
     "POST /api/v1/jobs/household-days": job_post,
     "GET /api/v1/jobs/household-days": get("/api/v1/jobs/household-days"),
     "GET /api/v1/pipeline": get("/api/v1/pipeline"),
+    "GET /m/": get("/m/"),
+    "GET /m/a/{token}": get("/m/a/AQAAAAAD6QAbjfhQ0Wg8mQ2bTz1k"),
+    "GET /api/v1/me/tickets": my_tickets,
+    "GET /api/v1/tickets/{ticket_id}/detail": ticket_detail,
+    "GET /api/v1/me/notifications": get("/api/v1/me/notifications"),
+    "POST /api/v1/me/notifications/receipts": receipts_post,
+    "GET /api/v1/webpush/key": get("/api/v1/webpush/key"),
+    "POST /api/v1/me/push-subscriptions": push_post,
+    "DELETE /api/v1/me/push-subscriptions": push_delete,
+    "GET /api/v1/one-tap/{token}": one_tap_get,
+    "POST /api/v1/one-tap/{token}/ack": one_tap_ack,
+    "POST /api/v1/sms/replies/tencent": sms_reply("tencent"),
+    "POST /api/v1/sms/replies/aliyun": sms_reply("aliyun"),
 }
 LISTS = {
     "GET /api/v1/alarms",

@@ -4,7 +4,9 @@
 `whistle run alerts` and `whistle run api` are started as separate processes against a real
 Mosquitto, Kafka and PostgreSQL. A smoke alarm becomes a ticket; the rules process is then
 killed with SIGKILL and started again, and a second detector of the same building still
-confirms the same alarm, because the restarted worker restored its state from the snapshot.
+confirms the same alarm, because the restarted worker restored its state from the snapshot. The
+worker's page is connected to the api process while the alerts process sends: the notification reaches it
+through the live relay (alerts/channels/relay.py), and its receipt is the ticket's `seen`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import websockets
 
 from app.broker import free_port
 from simulators.live import Publisher
@@ -111,6 +114,11 @@ async def test_roles_in_separate_processes_and_a_killed_rules_worker_restores_it
     cluster: dict[str, Any], mosquitto: MosquittoBroker
 ) -> None:
     http: httpx.AsyncClient = cluster["http"]
+    # W-09's page, connected to the api process; the alerts process sends: the live feed crosses processes
+    w09 = (await http.post("/api/v1/users/W-09/tokens")).json()["token"]
+    live = str(http.base_url).replace("http", "ws").rstrip("/") + f"/api/v1/live?token={w09}&recipient_id=W-09"
+    page = await websockets.connect(live)
+    assert json.loads(await asyncio.wait_for(page.recv(), 10))["type"] == "hello"
     pub = Publisher(MqttEndpoint.parse(mosquitto.url), f"scale-device-{uuid.uuid4().hex[:8]}")
     await pub.start()
     try:
@@ -121,6 +129,17 @@ async def test_roles_in_separate_processes_and_a_killed_rules_worker_restores_it
 
         (t,) = await with_logs(cluster, wait_for(tickets, timeout=60, interval=0.2))
         assert (t["kind"], t["assignee_id"]) == ("smoke.fire", "W-09")
+        async with asyncio.timeout(30):
+            while (note := json.loads(await page.recv()))["type"] != "notification":
+                pass
+        assert note["ticket_id"] == t["id"] and note["recipient_id"] == "W-09"
+        await page.send(json.dumps({"type": "receipt", "ids": [note["id"]]}))  # confirmed to the api process
+
+        async def seen() -> bool:
+            history = (await http.get(f"/api/v1/tickets/{t['id']}")).json()["history"]
+            return any(e["action"] == "seen" and e["actor"] == "W-09" for e in history)
+
+        await with_logs(cluster, wait_for(seen, timeout=30, interval=0.2))
 
         async def snapshotted() -> bool:  # the rules worker wrote its state (every 5 s)
             import psycopg
@@ -149,6 +168,7 @@ async def test_roles_in_separate_processes_and_a_killed_rules_worker_restores_it
         assert len(await tickets()) == 1
     finally:
         await pub.stop()
+        await page.close()
 
 
 async def with_logs(cluster: dict[str, Any], waiting: Awaitable[T]) -> T:

@@ -95,3 +95,24 @@ def test_a_variable_and_its_FILE_twin_together_or_an_unreadable_file_are_errors_
     monkeypatch.setenv("WHISTLE_MQTT_URL_FILE", str(tmp_path / "missing"))
     with pytest.raises(SettingsError, match="WHISTLE_MQTT_URL_FILE: cannot read"):
         Settings()
+
+
+def test_the_worker_pages_settings() -> None:
+    s = Settings(http="10.0.0.5:8080")
+    assert (s.base_url, s.arrive_radius_m, s.one_tap_ttl_hours, s.link_key) == (
+        "http://10.0.0.5:8080",
+        200.0,
+        24.0,
+        None,
+    )
+    assert Settings(public_url="https://dw.example.gov.cn/").base_url == "https://dw.example.gov.cn"
+    for bad in ("ftp://dw.example.gov.cn", "https://dw.example.gov.cn/?x=1", "dw.example.gov.cn"):
+        with pytest.raises(ValueError, match="WHISTLE_PUBLIC_URL"):
+            Settings(public_url=bad)
+    key = "a-long-random-link-secret-7d1f0c9b5e3a2f4c"
+    assert Settings(link_secret=key, admin_token="a-good-long-token-4c8e1b").link_key == key.encode()
+    with pytest.raises(SettingsError, match="WHISTLE_LINK_SECRET"):
+        Settings(link_secret="short", admin_token="a-good-long-token-4c8e1b").check_secrets()
+    with pytest.raises(SettingsError, match="WHISTLE_SMS_REPLY_KEY"):
+        Settings(sms_reply_key="secret", admin_token="a-good-long-token-4c8e1b").check_secrets()
+    Settings(link_secret="short", demo=True).check_secrets()  # the demo takes anything

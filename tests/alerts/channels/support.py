@@ -23,6 +23,8 @@ def notification(
     ticket_id: str | None = "T-1001",
     created_at: int = T0,
     url: str | None = None,
+    ack_url: str | None = None,
+    reply_code: str | None = None,
 ) -> Notification:
     if push is not None:
         recipient = Recipient(
@@ -38,4 +40,6 @@ def notification(
         ticket_id=ticket_id,
         created_at=created_at,
         url=url,
+        ack_url=ack_url,
+        reply_code=reply_code,
     )

@@ -46,7 +46,9 @@ def dingtalk(url: str, secret: str = DING_SECRET) -> DingTalkChannel:
 async def test_dingtalk_posts_a_signed_markdown_message_mentioning_the_worker(serve: Serve) -> None:
     server = await serve(dingtalk_fake())
     async with dingtalk(server.url) as channel:
-        attempt = await channel.send(notification(url="https://whistle.example/tickets/T-1001"))
+        attempt = await channel.send(
+            notification(url="https://whistle.example/tickets/T-1001", ack_url="https://whistle.example/m/a/TOKEN")
+        )
     assert attempt.ok and attempt.code == "0"
     assert attempt.address == "dingtalk robot @+86138****5678"
     [req] = server.requests
@@ -57,6 +59,7 @@ async def test_dingtalk_posts_a_signed_markdown_message_mentioning_the_worker(se
     text = doc["markdown"]["text"]
     assert text.startswith("### 【紧急】火警：") and "- 工单：T-1001" in text and "- 时间：11-24 10:15" in text
     assert "[查看工单](https://whistle.example/tickets/T-1001)" in text
+    assert "[一键接单](https://whistle.example/m/a/TOKEN)" in text  # the assignee's one-tap link
     assert text.endswith("@13812345678")
 
 

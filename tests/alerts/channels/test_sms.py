@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
 import pytest
@@ -12,36 +11,11 @@ from alerts.channels.base import NO_ADDRESS, TIMEOUT, Recipient
 from alerts.channels.settings import AliyunSmsSettings, TencentSmsSettings
 from alerts.channels.sms import AliyunSmsChannel, TencentSmsChannel
 from tests.alerts.channels.conftest import Serve
+from tests.alerts.channels.fakes import ALI_ID, ALI_SECRET, TC_ID, TC_KEY, aliyun_fake, tencent_fake
 from tests.alerts.channels.http_server import Request, Response
 from tests.alerts.channels.support import notification
-from tests.alerts.channels.verifiers import verify_acs3, verify_tc3
-
-ALI_ID, ALI_SECRET = "LTAI5tTestKeyId", "aliyun-test-secret-0123456789"
-TC_ID, TC_KEY = "AKIDtestSecretId0123456789", "tencent-test-secret-key-0123"
-
 
 # --- Alibaba Cloud ------------------------------------------------------------------------------
-
-
-def aliyun_fake(answers: list[dict[str, Any]] | None = None, *, delay_s: float = 0.0) -> Any:
-    """dysmsapi SendSms: refuses bad signatures like the real gateway, then answers from `answers`."""
-    queue = list(answers or [])
-
-    async def handle(req: Request) -> Response:
-        error = verify_acs3(req, ALI_ID, ALI_SECRET)
-        if error:
-            return Response.json({"Code": error.split(":")[0], "Message": error, "RequestId": "R-1"}, status=400)
-        if (req.headers.get("x-acs-action"), req.headers.get("x-acs-version")) != ("SendSms", "2017-05-25"):
-            return Response.json({"Code": "InvalidAction.NotFound", "Message": "bad action"}, status=404)
-        q = req.query
-        missing = [p for p in ("PhoneNumbers", "SignName", "TemplateCode", "TemplateParam") if not q.get(p)]
-        if missing:
-            return Response.json({"Code": "MissingParameter", "Message": str(missing)}, status=400)
-        json.loads(q["TemplateParam"])
-        answer = queue.pop(0) if queue else {"Code": "OK", "Message": "OK", "BizId": "900619^0", "RequestId": "R-2"}
-        return Response(200, json.dumps(answer).encode(), {"Content-Type": "application/json"}, delay_s)
-
-    return handle
 
 
 def aliyun(url: str, secret: str = ALI_SECRET, timeout_s: float = 5.0) -> AliyunSmsChannel:
@@ -57,10 +31,13 @@ def aliyun(url: str, secret: str = ALI_SECRET, timeout_s: float = 5.0) -> Aliyun
     )
 
 
+ONE_TAP = "https://whistle.example.gov.cn/m/a/AQAAAAAEEmN4rYUf0Wg8mQ2bTz1k"
+
+
 async def test_aliyun_sends_a_signed_sendsms(serve: Serve) -> None:
     server = await serve(aliyun_fake())
     async with aliyun(server.url) as channel:
-        attempt = await channel.send(notification())
+        attempt = await channel.send(notification(ack_url=ONE_TAP, reply_code="1042"))
     assert attempt.ok and not attempt.retryable
     assert (attempt.status, attempt.code, attempt.provider_message_id) == (200, "OK", "900619^0")
     assert attempt.channel == "sms.aliyun" and attempt.notification_id == "n-1"
@@ -71,11 +48,21 @@ async def test_aliyun_sends_a_signed_sendsms(serve: Serve) -> None:
     q = req.query
     assert q["PhoneNumbers"] == "+8613812345678"
     assert (q["SignName"], q["TemplateCode"], q["OutId"]) == ("数字吹哨", "SMS_465900001", "n-1")
-    assert json.loads(q["TemplateParam"]) == {
+    assert json.loads(q["TemplateParam"]) == {  # the defaults: kind, title, the code to reply, the one-tap link
         "kind": "火警",
         "title": "瑞金二路 1 弄 3 号 烟感报警",
-        "ticket": "T-1001",
+        "code": "1042",
+        "link": ONE_TAP,  # longer than the 35 characters other variables are cut to: a cut link is a broken link
     }
+
+
+async def test_a_message_to_someone_else_than_the_assignee_links_the_page_and_names_no_code(serve: Serve) -> None:
+    server = await serve(aliyun_fake())
+    async with aliyun(server.url) as channel:
+        attempt = await channel.send(notification(url="https://whistle.example.gov.cn/m/#/t/T-1001"))
+    assert attempt.ok
+    params = json.loads(server.requests[0].query["TemplateParam"])
+    assert (params["code"], params["link"]) == ("-", "https://whistle.example.gov.cn/m/#/t/T-1001")
 
 
 async def test_aliyun_business_limit_control_is_retryable_after_a_minute(serve: Serve) -> None:
@@ -147,42 +134,6 @@ async def test_sms_without_a_phone_number_is_skipped_without_a_request(serve: Se
 
 
 # --- Tencent Cloud ------------------------------------------------------------------------------
-
-
-def tencent_fake(statuses: list[dict[str, Any]] | None = None, errors: list[dict[str, str]] | None = None) -> Any:
-    """sms SendSms 2021-01-11: refuses bad signatures, then per-number statuses or API errors."""
-    status_queue, error_queue = list(statuses or []), list(errors or [])
-
-    async def handle(req: Request) -> Response:
-        error = verify_tc3(req, TC_ID, TC_KEY, "sms")
-        if error is None and (
-            req.headers.get("x-tc-action"),
-            req.headers.get("x-tc-version"),
-            req.headers.get("x-tc-region"),
-        ) != ("SendSms", "2021-01-11", "ap-guangzhou"):
-            error = "InvalidAction"
-        if error is None and error_queue:
-            api_error = error_queue.pop(0)
-            return Response.json({"Response": {"Error": api_error, "RequestId": "R"}})
-        if error:
-            code = error.split(":")[0]
-            return Response.json({"Response": {"Error": {"Code": code, "Message": error}, "RequestId": "R"}})
-        body = req.json()
-        assert set(body) >= {"PhoneNumberSet", "SmsSdkAppId", "SignName", "TemplateId", "TemplateParamSet"}
-        status = {
-            "SerialNo": "2640:1230000001",
-            "PhoneNumber": body["PhoneNumberSet"][0],
-            "Fee": 1,
-            "SessionContext": body.get("SessionContext", ""),
-            "Code": "Ok",
-            "Message": "send success",
-            "IsoCode": "CN",
-        }
-        if status_queue:
-            status.update(status_queue.pop(0))
-        return Response.json({"Response": {"SendStatusSet": [status], "RequestId": "R"}})
-
-    return handle
 
 
 def tencent(url: str, key: str = TC_KEY) -> TencentSmsChannel:
