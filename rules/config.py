@@ -146,32 +146,44 @@ class ContinuousFlowParams(_Params):
 
 
 class LoneElderParams(_Params):
-    """`household.lone_elder_inactive`: a quiet spell longer than this person's routine allows."""
+    """`household.lone_elder_inactive`: a quiet spell longer than this person's routine allows (rules/lone_elder.py)."""
 
     min_litres: float = Field(default=1, gt=0, description="a water draw this big in an interval is activity")
-    min_active_wh: float = Field(default=40, gt=0, description="energy above standby per 15 min that is activity")
-    min_active_w: float = Field(default=25, gt=0, description="mean power above the night's peak that is activity")
-    min_step_wh: float = Field(default=45, gt=0, description="an hour using this much more than the one before")
+    min_active_w: float = Field(
+        default=25,
+        gt=0,
+        description="a rise of the interval's power this far above the last 2 h's lowest, beyond the night's",
+    )
+    min_step_w: float = Field(
+        default=30, gt=0, description="or an hour's mean power this far above the hour before's (at least the night's)"
+    )
     min_days: int = Field(default=7, ge=1, le=14, description="days of routine before it replaces the fixed rule")
-    margin: float = Field(default=1.2, ge=1, description="a daytime spell may last margin x the usual longest")
+    margin: float = Field(default=1.2, ge=1, description="a daytime quiet may last margin x the usual from this time")
     slack_h: float = Field(default=2.0, ge=0, description="... plus this")
-    day_reach_h: float = Field(default=2.0, gt=0, le=6, description="daytime spells that began this close count")
-    day_rank: int = Field(default=2, ge=1, le=14, description="the rank-th longest of the days' spells is usual")
-    min_nights: int = Field(default=3, ge=1, le=14, description="nights known before the bedtime/waking model")
+    morning_slack_h: float = Field(default=1.0, ge=0, description="a night may last this long past its usual end")
+    day_reach_h: float = Field(default=2.0, ge=0, le=6, description="quiet begun this close to this time of day counts")
+    day_rank: int = Field(default=2, ge=1, le=14, description="the rank-th longest of the days' quiet is usual")
+    min_nights: int = Field(default=3, ge=1, le=14, description="nights known before bedtime and waking count")
+    night_rank: int = Field(default=3, ge=1, le=14, description="the rank-th earliest bedtime and latest waking")
     bed_slack_h: float = Field(default=1.5, ge=0, description="quiet begun this long before bedtime is a night")
-    morning_slack_h: float = Field(default=1.0, ge=0, description="a night may last this long past the latest waking")
+    learn_max_h: float = Field(default=16.0, gt=0, description="a day's quiet longer than this is no routine")
     min_quiet_h: float = Field(default=2.0, gt=0, description="never alert on a shorter quiet spell")
-    night_floor_h: float = Field(default=9.5, gt=0, description="before min_nights: a spell holding deep night")
-    deep_night_hour: int = Field(default=3, ge=0, le=23, description="local hour that marks a spell as a night")
+    deep_night_hour: int = Field(default=3, ge=0, le=23, description="local hour that marks a quiet as a night")
     fixed_quiet_h: float = Field(default=12.0, gt=0, description="the fixed rule's window: never alert later")
     fixed_litres: float = Field(default=10.0, gt=0, description="the fixed rule: less than this in the window")
     backstop_fixed_rule: bool = Field(default=False, description="also raise whenever the fixed rule would")
     max_daily_m3: float = Field(default=2.0, gt=0, description="more in a local day raises continuous flow (major)")
+    max_meter_skew_h: float = Field(
+        default=30.0, gt=0, le=168, description="wait this long for a meter that uploads batches"
+    )
+    live_meter_skew_h: float = Field(default=2.0, gt=0, description="and this long for one that streams")
 
     @model_validator(mode="after")
     def _order(self) -> LoneElderParams:
         if self.min_quiet_h > self.fixed_quiet_h:
             raise ValueError("min_quiet_h must not exceed fixed_quiet_h")
+        if self.live_meter_skew_h > self.max_meter_skew_h:
+            raise ValueError("live_meter_skew_h must not exceed max_meter_skew_h")
         return self
 
 
