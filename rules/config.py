@@ -76,13 +76,17 @@ class ElevatorParams(_Params):
 
 
 class EbikeParams(_Params):
-    """`ebike.indoor_charging` from the 60-s `power_w` of a charging-circuit sensor."""
+    """`ebike.indoor_charging` from the 60-s `power_w` of a charging-circuit sensor (rules/ebike.py)."""
 
     min_step_w: float = Field(default=100, gt=0, description="a charger draws at least this above standby")
     max_step_w: float = Field(default=600, gt=0, description="and at most this")
-    confirm_min: float = Field(default=8, gt=0, description="minutes a charging-like load must hold")
-    max_ripple: float = Field(default=0.12, gt=0, description="largest relative step between samples")
-    max_rise: float = Field(default=0.08, ge=0, description="a charger does not climb by more than this")
+    confirm_min: float = Field(default=12, gt=0, description="minutes a charging-like load must hold")
+    steady_pct: float = Field(
+        default=1.2, gt=0, description="a charger: the median minute-to-minute change under this % of its load"
+    )
+    jittery_pct: float = Field(default=2.0, gt=0, description="an appliance: above this % (a television, a computer)")
+    max_hold_min: float = Field(default=60, gt=0, description="wait at most this for the two to be told apart")
+    max_rise: float = Field(default=0.08, ge=0, description="a charger's floor does not move by more than this")
     cycling_confirm_min: float = Field(default=45, gt=0, description="hold needed on a circuit that cycles")
     likely_max_w: float = Field(default=450, gt=0, description="steps above this also need the longer hold")
     cycling_episodes: int = Field(default=2, ge=1, description="short episodes a day that mark a cycling load")
@@ -90,14 +94,15 @@ class EbikeParams(_Params):
     short_episode_min: float = Field(default=40, gt=0)
     stop_samples: int = Field(default=3, ge=1, description="samples back at standby that end a session")
     max_gap_s: float = Field(default=300, gt=0, description="a longer gap in samples restarts detection")
-    max_envelope_spread: float = Field(
-        default=0.15, ge=0, description="on a cycling circuit, quarter-hour lows of a charger within this of each other"
-    )
 
     @model_validator(mode="after")
     def _band(self) -> EbikeParams:
         if self.max_step_w <= self.min_step_w:
             raise ValueError("max_step_w must be above min_step_w")
+        if self.jittery_pct <= self.steady_pct:
+            raise ValueError("jittery_pct must be above steady_pct")
+        if self.max_hold_min < self.cycling_confirm_min:
+            raise ValueError("max_hold_min must be at least cycling_confirm_min")
         return self
 
 

@@ -242,13 +242,13 @@ def leads(
         enough = x["valid"] >= p.min_days
         # more people than registered: water, or power (tenants cook little but each power a room),
         # above what the registration explains and above the neighbours' per registered occupant
-        reg = np.maximum(f.registered, 1).astype(np.float64)
+        registered = np.maximum(f.registered, 1).astype(np.float64)
         # more people than registered: water, or power (tenants cook little but each power a room), above what
         # the registration explains, above the neighbours' per registered occupant, and by more than a lodger
         by_water = (x["ratio"] >= p.min_ratio) & (x["z_w"] >= p.min_peer_z)
-        by_water &= (x["ratio"] - 1) * reg >= p.min_excess_occupants
+        by_water &= (x["ratio"] - 1) * registered >= p.min_excess_occupants
         by_power = (x["power_ratio"] >= p.min_power_ratio) & (x["z_e"] >= p.min_peer_z)
-        by_power &= (x["power_ratio"] - 1) * reg >= p.min_power_excess_occupants
+        by_power &= (x["power_ratio"] - 1) * registered >= p.min_power_excess_occupants
         night_life = (by_water | by_power) & (x["night_days"] >= p.min_night_days) & (x["days"] >= p.min_days)
         volume = (
             (x["days"] >= p.min_days)
@@ -257,7 +257,7 @@ def leads(
             & (x["z_w"] >= p.heavy_peer_z)
             & (x["night"] >= p.heavy_night_share)
         )
-        volume &= (x["ratio"] - 1) * reg >= p.min_excess_occupants
+        volume &= (x["ratio"] - 1) * registered >= p.min_excess_occupants
         held = np.zeros(len(f.household_ids), dtype=bool)
         if holding:
             held[[i for i, h in enumerate(f.household_ids) if h in set(holding)]] = True
