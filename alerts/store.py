@@ -214,7 +214,8 @@ async def reopen_alarm(conn: Conn, cleared: Cleared, d: Detection, severity: Sev
         "UPDATE alarm_days SET alarms = alarm_days.alarms - 1 FROM alarms a, stats_marks m"
         " WHERE a.id = %s AND m.name = 'alarms' AND a.cleared_at < m.through AND alarm_days.alarms > 0"
         " AND alarm_days.day = ((a.detected_at + interval '8 hours') AT TIME ZONE 'UTC')::date"
-        " AND alarm_days.kind = a.kind AND alarm_days.severity = a.severity AND alarm_days.grid_id = COALESCE(a.grid_id, '')",
+        " AND alarm_days.kind = a.kind AND alarm_days.severity = a.severity"
+        " AND alarm_days.grid_id = COALESCE(a.grid_id, '')",
         (a.id,),
     )
     await conn.execute(

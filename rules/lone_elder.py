@@ -474,7 +474,37 @@ def _judge(r: Reading, st: LoneElderState, ctx: RuleContext, p: LoneElderParams,
     }
     if back is not None:
         evidence["returned_from_declared_absence"] = back
+    evidence["why"] = _why(since, now, quiet_h, threshold, basis, evidence_of_routine, water12)
     return _detection(r, hid, DetectionAction.RAISE, now, evidence)
+
+
+def _why(
+    since: int,
+    now: int,
+    quiet_h: float,
+    threshold: float,
+    basis: str,
+    routine: dict[str, object],
+    water12: float | None,
+) -> str:
+    """The alert in words a grid worker can read: the quiet, and what this person's days say about it."""
+    out = f"no water drawn and nothing switched on since {_clock(since)} ({quiet_h:.1f} h, now {_clock(now)})"
+    if basis == "routine_night":
+        out += (
+            f"; on the last {routine.get('nights_known')} nights this person was up by"
+            f" {routine.get('usual_latest_first_activity')} at the latest"
+        )
+    elif basis == "routine_day":
+        out += (
+            f"; on the last {routine.get('days_compared')} days the longest quiet begun around this time was"
+            f" usually {routine.get('usual_longest_quiet_from_this_time_hours')} h"
+        )
+    else:
+        out += "; the routine is not learned yet: the fixed 12-hour rule"
+    out += f"; alert after {threshold:.1f} h"
+    if water12 is not None:
+        out += f"; {water12:.0f} L of water in the last 12 h"
+    return out
 
 
 def _next_active(st: LoneElderState, q: int, after: int) -> int | None:

@@ -467,7 +467,8 @@ def run_fixed_rule(ds: Dataset) -> dict[str, Any]:
             if not any(lo <= t <= hi for lo, hi in windows):
                 rows.append(AlarmRow(ELDER, hid, t))
     s = score(ds, ELDER, rows)
-    return {**summary(s), "per_100": round(100 * (s.alarms - s.true_alarms) / (len(ds.elders) * ds.days), 2)}
+    days = len(ds.elders) * ds.days
+    return {**summary(s), "elder_days": days, "per_100": round(100 * (s.alarms - s.true_alarms) / days, 2)}
 
 
 def run_ebike(ds: Dataset, overrides: Mapping[str, Any], *, reopen_h: float = 6.0) -> dict[str, Any]:
@@ -654,7 +655,7 @@ def main() -> None:
         "first_day": args.first_day.isoformat(),
         "per_seed": {},
     }
-    settings: list[tuple[str, Mapping[str, Any]]] = [("chosen", args.elder)]
+    settings: list[tuple[str, Mapping[str, Any]]] = [("shipped" if not args.elder else "chosen", args.elder)]
     if args.curve:
         settings += list(CURVE)
     per: dict[str, dict[str, Any]] = {}
@@ -694,10 +695,16 @@ def main() -> None:
             for a in (res.get("_false") or [])[: args.show_false]:
                 print("   false:", describe(a))
     pools: dict[str, Any] = {}
-    for key in sorted({k for o in per.values() for k, v in o.items() if isinstance(v, dict)}):
+    keys: list[str] = []
+    for o in per.values():
+        keys += [k for k, v in o.items() if isinstance(v, dict) and k not in keys]
+    for key in keys:
         pools[key] = pooled([o[key] for o in per.values() if key in o])
         print(f"pooled {key}: {json.dumps(pools[key])}")
     report["pooled"] = pools
+    if args.curve:
+        report["curve_table"] = curve_table(pools)
+        print(report["curve_table"])
     report["per_seed"] = {
         s: {
             k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
@@ -711,8 +718,39 @@ def main() -> None:
         args.json_out.write_text(json.dumps(report, indent=1, default=str) + "\n")
 
 
-# The lone-elder settings whose trade-off is measured with --curve (the first is the shipped default).
-CURVE: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+# The lone-elder settings whose trade-off is measured with --curve, either side of the shipped point (the
+# `--elder` overrides, by default none); the front door's curve (evaluation/frontdoor/suite.py) is among them.
+CURVE: tuple[tuple[str, Mapping[str, Any]], ...] = (
+    ("quieter nights: night rank 1", {"night_rank": 1}),
+    ("quieter: day rank 1, night rank 1", {"day_rank": 1, "night_rank": 1}),
+    ("front door's quieter: day rank 1, morning +1.5 h", {"day_rank": 1, "morning_slack_h": 1.5}),
+    (
+        "front door's quietest: margin 1.5, slack 3 h, day rank 1, morning +2 h",
+        {"margin": 1.5, "slack_h": 3.0, "day_rank": 1, "morning_slack_h": 2.0},
+    ),
+    ("faster nights: night rank 5, morning +0.5 h", {"night_rank": 5, "morning_slack_h": 0.5}),
+    (
+        "front door's faster: margin 1.0, slack 1 h, morning +0.5 h",
+        {"margin": 1.0, "slack_h": 1.0, "morning_slack_h": 0.5},
+    ),
+    (
+        "fastest: margin 1.0, slack 1 h, night rank 5, morning +0.5 h, cap 10 h",
+        {"margin": 1.0, "slack_h": 1.0, "night_rank": 5, "morning_slack_h": 0.5, "fixed_quiet_h": 10.0},
+    ),
+)
+
+
+def curve_table(pools: Mapping[str, Mapping[str, Any]]) -> str:
+    """The lone-elder points of a run as a Markdown table, next to the fixed rule."""
+    lines = [
+        "| setting | recall | median delay h | p90 delay h | false alerts per 100 elder-days |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [("fixed rule: < 10 L in 12 h", pools["fixed_rule"])] if "fixed_rule" in pools else []
+    rows += [(k.split(":", 1)[1], v) for k, v in pools.items() if k.startswith("elder:")]
+    for name, v in rows:
+        lines.append(f"| {name} | {v['recall']} | {v['median_delay_h']} | {v['p90_delay_h']} | {v.get('per_100')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -133,9 +133,7 @@ async def test_the_other_reopening_kinds_reopen_too(service: AlertService, db: D
         assert two.change.value == "reopen" and two.alarm_id == one.alarm_id, kind
 
 
-async def test_an_unanswered_ticket_escalates_again_from_its_reopening_not_at_once(
-    db: Database, clock: Clock
-) -> None:
+async def test_an_unanswered_ticket_escalates_again_from_its_reopening_not_at_once(db: Database, clock: Clock) -> None:
     await import_registry(db, parse_registry(small_registry()))
     service = AlertService(db, clock=clock)
     household = (SubjectType.HOUSEHOLD, "RJ-H000002")  # no emergency contact: the grid worker first

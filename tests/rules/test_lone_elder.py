@@ -235,3 +235,24 @@ def test_lights_on_on_a_dark_morning_end_the_night_before_any_water() -> None:
     known = nights_learned(st)
     assert len(known) == 5
     assert all(7 * 60 <= wake <= 8 * 60 for _, wake in known[:2]), known  # the lamp at 07:00, not the flush at 10:00
+
+
+def quiet_afternoons(days: int, seed: int = 3, stop_at: int | None = None) -> Iterator[Reading]:
+    """An elder whose every afternoon is five hours without a draw or a switch (13:00-18:00: a long nap and a
+    quiet sit), otherwise the ordinary day of `day_profile`."""
+    for r in series(days, seed=seed, stop_at=stop_at):
+        minute = (r.ts + 8 * HOUR) % DAY // MIN
+        if r.device_type is DeviceType.WATER and 13 * 60 < minute <= 18 * 60:
+            continue  # the meter reads, nothing is drawn: left out here and its volume lands at 18:15
+        yield r
+
+
+def test_an_ordinary_afternoon_gap_of_five_hours_is_learned_not_alerted() -> None:
+    raised = [d for d in inactive(quiet_afternoons(28)) if d.action.value == "raise"]
+    assert raised == [], [(d.ts, d.evidence) for d in raised]
+
+
+def test_with_five_quiet_afternoon_hours_a_morning_fall_is_still_found_in_hours() -> None:
+    onset = D0 + 20 * DAY + 9 * HOUR + 10 * MIN
+    (d,) = inactive(quiet_afternoons(22, stop_at=onset))
+    assert d.evidence["basis"] == "routine_day" and d.ts - onset <= 6 * HOUR
