@@ -22,8 +22,8 @@ from alerts.arrival import ArrivalCheck, Position
 from alerts.arrival import check as check_arrival
 from alerts.channels.live import WebSocketChannel
 from alerts.escalation import policy_for
-from alerts.lifecycle import Change, decide, group_of
-from alerts.notify import SYSTEM, advance, reached_statuses
+from alerts.lifecycle import Change, Cleared, ReopenPolicy, decide, group_of
+from alerts.notify import SYSTEM, advance, policy_of, reached_statuses
 from alerts.outbox import suppress_notifications
 from alerts.routing import route
 from alerts.storms import StormPolicy, StormScope
@@ -124,6 +124,7 @@ class AlertService:
     live: WebSocketChannel = field(default_factory=WebSocketChannel)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
     storm_policy: StormPolicy | None = field(default_factory=StormPolicy)  # None: each offline alarm alone
+    reopen: ReopenPolicy = field(default_factory=ReopenPolicy)  # which alarms reopen after their rule's clear
 
     def __post_init__(self) -> None:
         self.listeners.append(self.live.announce)
@@ -166,10 +167,12 @@ class AlertService:
                     "incident_id": result.incident_id,
                 }
             )
-            if result.ticket_id and result.change is Change.OPEN and not result.incident_id:
+            if result.ticket_id and result.change in (Change.OPEN, Change.REOPEN) and not result.incident_id:
                 self.announce(
                     {
-                        "type": "ticket.updated" if result.grouped else "ticket.created",
+                        "type": "ticket.updated"
+                        if result.grouped or result.change is Change.REOPEN
+                        else "ticket.created",
                         "ticket_id": result.ticket_id,
                         "assignee_id": result.assignee_id,
                         "kind": d.kind.value,
@@ -350,9 +353,15 @@ class AlertService:
             if await store.detection_applied(conn, d.detection_id):
                 return Applied(Change.IGNORE, None, duplicate=True)
             existing = await store.lock_open_alarm(conn, d)
-            decision = decide(d, existing)
+            cleared = None
+            if existing is None and d.action is DetectionAction.RAISE and self.reopen.applies(d.kind):
+                cleared = await store.last_cleared_alarm(conn, d)
+            decision = decide(d, existing, cleared, self.reopen)
             if decision.change is Change.IGNORE:
                 return Applied(Change.IGNORE, None)
+            if decision.change is Change.REOPEN:
+                assert cleared is not None
+                return await self._reopen(conn, d, cleared, decision.severity, now)
             if decision.change is Change.OPEN:
                 alarm_id = await store.insert_alarm(conn, d, decision.severity, now)
                 await store.mark_applied(conn, d.detection_id, alarm_id)
@@ -379,7 +388,7 @@ class AlertService:
                         await silences.set_alarm_silence(conn, existing.id, None)
                         return replace(applied, change=Change.UPDATE)
                 return Applied(Change.UPDATE, existing.id, open_ticket)
-            await store.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)})
+            await store.clear_alarms(conn, [existing.id], now, {"cleared_by": "rule", **dict(d.evidence)}, seen=d.ts)
             incident = await storms.incident_back(conn, existing.id)
             if incident is not None:  # the last device of a storm is back: the incident is over
                 await store.clear_alarms(conn, [incident], now, {"cleared_by": "devices_back"})
@@ -390,6 +399,45 @@ class AlertService:
                 queued = await self.after_clear(conn, open_ticket, now)
             await store.mark_applied(conn, d.detection_id, existing.id)
             return Applied(decision.change, existing.id, open_ticket, queued=queued)
+
+    async def _reopen(self, conn: store.Conn, d: Detection, cleared: Cleared, severity: Severity, now: int) -> Applied:
+        """The alarm its rule cleared a while ago is raised again: open it again and let its ticket go on, with
+        its history, instead of a new alarm and ticket (no flapping reaches a worker)."""
+        alarm_id = cleared.alarm.id
+        ticket_id = await store.ticket_for_alarm(conn, alarm_id)
+        ticket = await store.lock_ticket(conn, ticket_id) if ticket_id else None
+        acked = ticket is not None and ticket.status is not TicketStatus.DISPATCHED
+        await store.reopen_alarm(conn, cleared, d, severity, acknowledged=acked)
+        await store.mark_applied(conn, d.detection_id, alarm_id)
+        if ticket is None:  # it had none (silenced, held): dispatch it now as a new one would be
+            applied = await self._dispatch(conn, d, alarm_id, severity, now)
+            return replace(applied, change=Change.REOPEN)
+        after_s = round((d.ts - (cleared.cleared_seen or d.ts)) / 1000)
+        await store.add_ticket_event(
+            conn,
+            ticket.id,
+            at=now,
+            actor=SYSTEM,
+            action="alarm_reopened",
+            data={"alarm_id": alarm_id, "kind": d.kind.value, "after_clear_s": after_s, "severity": severity.value},
+        )
+        if severity.rank < ticket.severity.rank:
+            await store.update_ticket(conn, ticket.id, severity=severity.value)
+        queued = await self._resume(conn, ticket, now)
+        return Applied(Change.REOPEN, alarm_id, ticket.id, ticket.assignee_id, queued=queued)
+
+    async def _resume(self, conn: store.Conn, ticket: Ticket, now: int) -> int:
+        """A ticket whose alarms were all cleared stopped escalating; with one open again it goes on from the step
+        it had reached, that step's delay counted from now (nothing overdue fires at once: the people who were
+        told are told nothing new until the ticket is really left unanswered)."""
+        steps = policy_of(ticket).steps
+        i = ticket.escalation_step
+        if 0 < i <= len(steps):
+            base = now - steps[i - 1].after_s * 1000
+            if ticket.escalation_base_at is None or base > ticket.escalation_base_at:
+                await store.update_ticket(conn, ticket.id, escalation_base_at=to_datetime(base))
+        fresh = await store.lock_ticket(conn, ticket.id)
+        return await advance(conn, fresh, now) if fresh else 0
 
     async def after_clear(self, conn: store.Conn, ticket_id: str, now: int) -> int:
         """Once all of a ticket's alarms are cleared its escalation stops and unsent notifications go."""

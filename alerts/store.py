@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 
+from alerts.lifecycle import Cleared
 from alerts.routing import Candidate
 from whistle.access import Scope
 from whistle.domain import (
@@ -162,12 +163,77 @@ async def update_alarm(conn: Conn, alarm_id: str, d: Detection, severity: Severi
     )
 
 
-async def clear_alarms(conn: Conn, alarm_ids: Sequence[str], now: int, evidence: Mapping[str, Any] | None) -> None:
+async def clear_alarms(
+    conn: Conn, alarm_ids: Sequence[str], now: int, evidence: Mapping[str, Any] | None, *, seen: int | None = None
+) -> None:
+    """Clear alarms; `seen` is the event time of the rule's clear (only a rule's clear may be reopened)."""
     await conn.execute(
-        "UPDATE alarms SET status = 'cleared', cleared_at = %s, "
+        "UPDATE alarms SET status = 'cleared', cleared_at = %s, cleared_seen = %s, "
         "evidence = CASE WHEN %s::jsonb IS NULL THEN evidence ELSE evidence || %s::jsonb END "
         "WHERE id = ANY(%s) AND status <> 'cleared'",
-        (to_datetime(now), Jsonb(evidence), Jsonb(evidence), list(alarm_ids)),
+        (
+            to_datetime(now),
+            to_datetime(seen) if seen is not None else None,
+            Jsonb(evidence),
+            Jsonb(evidence),
+            list(alarm_ids),
+        ),
+    )
+
+
+async def last_cleared_alarm(conn: Conn, d: Detection) -> Cleared | None:
+    """The most recently cleared alarm of the detection's kind and subject, locked, with what reopening needs."""
+    cur = await conn.execute(
+        f"SELECT {ALARM_COLUMNS}, cleared_seen, incident_id IS NOT NULL, ("
+        " SELECT t.status FROM ticket_alarms ta JOIN tickets t ON t.id = ta.ticket_id WHERE ta.alarm_id = alarms.id"
+        " ORDER BY t.created_at DESC LIMIT 1) FROM alarms"
+        " WHERE kind = %s AND subject_type = %s AND subject_id = %s AND status = 'cleared'"
+        " ORDER BY cleared_at DESC, last_seen DESC LIMIT 1 FOR UPDATE",
+        (d.kind.value, d.subject_type.value, d.subject_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    n = len(ALARM_COLUMNS.split(","))
+    seen, grouped, ticket_status = row[n], row[n + 1], row[n + 2]
+    ticket_open = None if ticket_status is None else TicketStatus(ticket_status) in _WORKED_ON
+    return Cleared(alarm_from_row(row[:n]), from_datetime(seen) if seen is not None else None, ticket_open, grouped)
+
+
+_WORKED_ON = frozenset({TicketStatus.DISPATCHED, TicketStatus.ACKNOWLEDGED, TicketStatus.ON_SITE})
+
+
+async def reopen_alarm(conn: Conn, cleared: Cleared, d: Detection, severity: Severity, *, acknowledged: bool) -> None:
+    """Make a cleared alarm open again with the detection that raised it anew.
+
+    The screens' daily rollup (stats/rollups.py, migration 0021) counts an alarm once it is cleared; if it was
+    rolled up already, it is taken out of its day again here, under the rollup's lock, so that its next clear
+    counts it once."""
+    a = cleared.alarm
+    await conn.execute("SELECT 1 FROM stats_marks WHERE name = 'alarms' FOR UPDATE")
+    await conn.execute(
+        "UPDATE alarm_days SET alarms = alarm_days.alarms - 1 FROM alarms a, stats_marks m"
+        " WHERE a.id = %s AND m.name = 'alarms' AND a.cleared_at < m.through AND alarm_days.alarms > 0"
+        " AND alarm_days.day = ((a.detected_at + interval '8 hours') AT TIME ZONE 'UTC')::date"
+        " AND alarm_days.kind = a.kind AND alarm_days.severity = a.severity"
+        " AND alarm_days.grid_id = COALESCE(a.grid_id, '')",
+        (a.id,),
+    )
+    await conn.execute(
+        "UPDATE alarms SET status = %s, cleared_at = NULL, cleared_seen = NULL, reopened = reopened + 1,"
+        " count = count + 1, last_seen = GREATEST(last_seen, %s), severity = %s, evidence = %s WHERE id = %s",
+        (
+            "acknowledged" if acknowledged else "active",
+            to_datetime(d.ts),
+            severity.value,
+            Jsonb(
+                {
+                    **dict(d.evidence),
+                    "reopened_after_clear_s": round((d.ts - (cleared.cleared_seen or d.ts)) / 1000),
+                }
+            ),
+            a.id,
+        ),
     )
 
 

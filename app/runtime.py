@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from alerts.channels.relay import LiveRelay
+from alerts.lifecycle import ReopenPolicy
 from alerts.outbox import OutboxSender
 from alerts.privacy import RetentionWorker
 from alerts.selfcheck import SelfCheckWorker
@@ -319,6 +320,7 @@ async def run(
         rt.alerts = AlertService(
             db,
             storm_policy=StormPolicy(settings.storm_wait_s, settings.storm_min_devices, settings.storm_share),
+            reopen=ReopenPolicy(settings.alarm_reopen_window_s),
         )
         if "alerts" in roles:
             rt.alerts_worker = AlertsWorker(bus, rt.alerts)

@@ -76,13 +76,17 @@ class ElevatorParams(_Params):
 
 
 class EbikeParams(_Params):
-    """`ebike.indoor_charging` from the 60-s `power_w` of a charging-circuit sensor."""
+    """`ebike.indoor_charging` from the 60-s `power_w` of a charging-circuit sensor (rules/ebike.py)."""
 
     min_step_w: float = Field(default=100, gt=0, description="a charger draws at least this above standby")
     max_step_w: float = Field(default=600, gt=0, description="and at most this")
-    confirm_min: float = Field(default=8, gt=0, description="minutes a charging-like load must hold")
-    max_ripple: float = Field(default=0.12, gt=0, description="largest relative step between samples")
-    max_rise: float = Field(default=0.08, ge=0, description="a charger does not climb by more than this")
+    confirm_min: float = Field(default=12, gt=0, description="minutes a charging-like load must hold")
+    steady_pct: float = Field(
+        default=1.2, gt=0, description="a charger: the median minute-to-minute change under this % of its load"
+    )
+    jittery_pct: float = Field(default=2.0, gt=0, description="an appliance: above this % (a television, a computer)")
+    max_hold_min: float = Field(default=60, gt=0, description="wait at most this for the two to be told apart")
+    max_rise: float = Field(default=0.08, ge=0, description="a charger's floor does not move by more than this")
     cycling_confirm_min: float = Field(default=45, gt=0, description="hold needed on a circuit that cycles")
     likely_max_w: float = Field(default=450, gt=0, description="steps above this also need the longer hold")
     cycling_episodes: int = Field(default=2, ge=1, description="short episodes a day that mark a cycling load")
@@ -90,14 +94,15 @@ class EbikeParams(_Params):
     short_episode_min: float = Field(default=40, gt=0)
     stop_samples: int = Field(default=3, ge=1, description="samples back at standby that end a session")
     max_gap_s: float = Field(default=300, gt=0, description="a longer gap in samples restarts detection")
-    max_envelope_spread: float = Field(
-        default=0.15, ge=0, description="on a cycling circuit, quarter-hour lows of a charger within this of each other"
-    )
 
     @model_validator(mode="after")
     def _band(self) -> EbikeParams:
         if self.max_step_w <= self.min_step_w:
             raise ValueError("max_step_w must be above min_step_w")
+        if self.jittery_pct <= self.steady_pct:
+            raise ValueError("jittery_pct must be above steady_pct")
+        if self.max_hold_min < self.cycling_confirm_min:
+            raise ValueError("max_hold_min must be at least cycling_confirm_min")
         return self
 
 
@@ -146,32 +151,44 @@ class ContinuousFlowParams(_Params):
 
 
 class LoneElderParams(_Params):
-    """`household.lone_elder_inactive`: a quiet spell longer than this person's routine allows."""
+    """`household.lone_elder_inactive`: a quiet spell longer than this person's routine allows (rules/lone_elder.py)."""
 
     min_litres: float = Field(default=1, gt=0, description="a water draw this big in an interval is activity")
-    min_active_wh: float = Field(default=40, gt=0, description="energy above standby per 15 min that is activity")
-    min_active_w: float = Field(default=25, gt=0, description="mean power above the night's peak that is activity")
-    min_step_wh: float = Field(default=45, gt=0, description="an hour using this much more than the one before")
+    min_active_w: float = Field(
+        default=25,
+        gt=0,
+        description="a rise of the interval's power this far above the last 2 h's lowest, beyond the night's",
+    )
+    min_step_w: float = Field(
+        default=30, gt=0, description="or an hour's mean power this far above the hour before's (at least the night's)"
+    )
     min_days: int = Field(default=7, ge=1, le=14, description="days of routine before it replaces the fixed rule")
-    margin: float = Field(default=1.2, ge=1, description="a daytime spell may last margin x the usual longest")
+    margin: float = Field(default=1.2, ge=1, description="a daytime quiet may last margin x the usual from this time")
     slack_h: float = Field(default=2.0, ge=0, description="... plus this")
-    day_reach_h: float = Field(default=2.0, gt=0, le=6, description="daytime spells that began this close count")
-    day_rank: int = Field(default=2, ge=1, le=14, description="the rank-th longest of the days' spells is usual")
-    min_nights: int = Field(default=3, ge=1, le=14, description="nights known before the bedtime/waking model")
+    morning_slack_h: float = Field(default=1.0, ge=0, description="a night may last this long past its usual end")
+    day_reach_h: float = Field(default=2.0, ge=0, le=6, description="quiet begun this close to this time of day counts")
+    day_rank: int = Field(default=2, ge=1, le=14, description="the rank-th longest of the days' quiet is usual")
+    min_nights: int = Field(default=3, ge=1, le=14, description="nights known before bedtime and waking count")
+    night_rank: int = Field(default=3, ge=1, le=14, description="the rank-th earliest bedtime and latest waking")
     bed_slack_h: float = Field(default=1.5, ge=0, description="quiet begun this long before bedtime is a night")
-    morning_slack_h: float = Field(default=1.0, ge=0, description="a night may last this long past the latest waking")
+    learn_max_h: float = Field(default=16.0, gt=0, description="a day's quiet longer than this is no routine")
     min_quiet_h: float = Field(default=2.0, gt=0, description="never alert on a shorter quiet spell")
-    night_floor_h: float = Field(default=9.5, gt=0, description="before min_nights: a spell holding deep night")
-    deep_night_hour: int = Field(default=3, ge=0, le=23, description="local hour that marks a spell as a night")
+    deep_night_hour: int = Field(default=3, ge=0, le=23, description="local hour that marks a quiet as a night")
     fixed_quiet_h: float = Field(default=12.0, gt=0, description="the fixed rule's window: never alert later")
     fixed_litres: float = Field(default=10.0, gt=0, description="the fixed rule: less than this in the window")
     backstop_fixed_rule: bool = Field(default=False, description="also raise whenever the fixed rule would")
     max_daily_m3: float = Field(default=2.0, gt=0, description="more in a local day raises continuous flow (major)")
+    max_meter_skew_h: float = Field(
+        default=30.0, gt=0, le=168, description="wait this long for a meter that uploads batches"
+    )
+    live_meter_skew_h: float = Field(default=2.0, gt=0, description="and this long for one that streams")
 
     @model_validator(mode="after")
     def _order(self) -> LoneElderParams:
         if self.min_quiet_h > self.fixed_quiet_h:
             raise ValueError("min_quiet_h must not exceed fixed_quiet_h")
+        if self.live_meter_skew_h > self.max_meter_skew_h:
+            raise ValueError("live_meter_skew_h must not exceed max_meter_skew_h")
         return self
 
 

@@ -56,7 +56,7 @@ from whistle.store.writers import insert_bus_dead_letters
 log = logging.getLogger(__name__)
 
 LONE_ELDER_RULE = AlarmKind.LONE_ELDER_INACTIVE.value
-SNAPSHOT_FORMAT = 2  # 2: the lone-elder routine, the continuous-flow spans and the e-bike floor (2026-11-24)
+SNAPSHOT_FORMAT = 3  # 3: the lone-elder routine as signs of life per quarter hour, meters merged in time
 
 
 def dump_state(part: PartitionState) -> bytes:

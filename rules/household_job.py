@@ -16,6 +16,7 @@ Detection ids depend only on the household, the day and the action, so running a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -218,7 +219,10 @@ async def group_rental_detections(
     even though its raises have not reached the alarms table yet. Without it, the open alarms are read."""
     f = await load_features(db, as_of, params.window_days)
     first = as_of - timedelta(days=params.window_days - 1)
-    found: list[Lead] = await asyncio.to_thread(leads, f, params, dismissed=await dismissed(db, first))
+    before = open_now if open_now is not None else await open_leads(db)
+    found: list[Lead] = await asyncio.to_thread(
+        functools.partial(leads, f, params, dismissed=await dismissed(db, first), holding=set(before))
+    )
     ts = day_end_ms(as_of)
     where = await _placements(db, [lead.household_id for lead in found])
     out = []
@@ -230,7 +234,6 @@ async def group_rental_detections(
             )
         )
     current = {lead.household_id for lead in found}
-    before = open_now if open_now is not None else await open_leads(db)
     for hid, place in sorted(before.items()):
         if hid not in current:
             out.append(

@@ -1,54 +1,72 @@
-"""Lone-elder inactivity (`household.lone_elder_inactive`): no sign of life against this person's routine.
+"""Lone-elder inactivity (`household.lone_elder_inactive`): no sign of life for longer than this person's days allow.
 
 For households tagged `lone_elder`, the water and power meters (15-min cumulative registers) are
-turned into *activity*: a water draw of at least `min_litres` in an interval; an interval's mean
-power (`power_w`) at least `min_active_w` above what the flat draws at night (the median of the
-last nights' highest 15-min power between 01:00 and 05:00, when a fridge cycles and nothing
-else runs); or an hour that used `min_step_wh` more energy than the hour before (lights switched
-on on a dark morning, a television: a fridge's cycling evens out over an hour, a switch does
-not). Only rises count: a light left burning after a fall is not a sign of life. Before three
-nights are known, or for meters without `power_w`, an interval's energy at least
-`min_active_wh` above a slowly tracked standby level counts instead. Between two activities lies
-a *quiet spell*.
+turned into *signs of life*, one quarter hour at a time:
 
-The routine is learned per household from the last 14 days (local time, Asia/Shanghai), in two
-parts:
+- a water draw of at least `min_litres` in the interval;
+- a *rise* in the interval's mean power (`power_w`, or the register's energy over the interval when
+  the meter sends no power) of `min_active_w` above the lowest interval of the two hours before it,
+  beyond what the flat's cold appliances make at night (the median over the last nights of the gap
+  between the highest and the lowest interval 01:00-05:00, when only a fridge cycles). A kettle, a
+  television or the lights switched on are life; a fridge's cycling is not, and neither is a lamp
+  left burning after a fall (it raises the floor it is compared with). Until three nights are known
+  the power is not read at all.
 
-- *Nights*: each quiet spell that held 03:00 is a night; the rule keeps when it began (the last
-  sign of life of the evening) and when it ended (the first of the morning), 14 × 2 numbers.
-- *Days*: every other spell is kept by the half hour it began in: per remembered day and half
-  hour, the longest spell that began then (a 48 × 14 byte table, in quarter hours).
+**Meters that report apart.** Each meter is read on its own (the decisions above need only its
+own readings), and its signs of life wait, as bits per quarter hour, until the other meter's
+readings reach the same time; only then is the household's quarter judged. So a day of water
+uploaded at 03:00 and the same day's power at 08:00 (NB-IoT and a utility's feed, in either order)
+give exactly what the readings interleaved in time give. A meter whose readings arrive late
+(more than an hour after they were taken: a batch uploader) is waited for up to `max_meter_skew_h`
+(30 h: a day's batch and its upload hour); one that streams live, for two hours
+(`live_meter_skew_h`); after that the quarter is judged on the other meter alone, and the late
+meter's older readings are history. A household whose second meter has never reported is judged
+on the one it has once that meter has shown `max_meter_skew_h` of readings.
 
-A quiet spell that began from `bed_slack_h` before this person's earliest bedtime of the window
-on, or that has lasted into the small hours, is a night: it is abnormal once it outlasts the
-latest first activity of a morning in the window by `morning_slack_h`. An elder who is always up
-by 07:00 is checked on at 08:00, whenever they went to bed. Any other spell is abnormal after
+**The routine** is the merged signs of life of the last 14 days, kept as one bit per quarter hour
+(15 × 96 bits, 180 bytes). When the household has been quiet since `s`, the rule asks each
+remembered day *d* how long this person stayed quiet from the same time of day then: the quiet
+from `day_reach_h` (1 h) later on that day, to its next sign of life, counted from `s`'s time of
+day (so a routine that runs an hour late still counts). Of those days, the `day_rank`-th longest
+(2: one odd day does not set the routine) is the *usual* quiet from this time of day. Days whose
+quiet from here lasted more than `learn_max_h` (16 h: a trip, an incident) or fell in a declared
+absence do not count. The quiet is abnormal once it lasts
 
-    max(min_quiet_h, margin × usual + slack_h)
+    margin × usual + slack_h             (a quiet of the day)
+    usual + morning_slack_h              (a quiet whose usual span holds `deep_night_hour`, 03:00: a night)
 
-where *usual* is the longest spell begun within `day_reach_h` of the same time of day, taken on
-each remembered day, and of those days the `day_rank`-th longest (one odd day does not set the
-routine). A fall in the afternoon is found in hours instead of the fixed rule's twelve; the
-numbers behind each alert (quiet since, threshold, usual bedtime and waking, usual longest quiet
-from this time of day) are its evidence. Quiet before the first 03:00 of the morning's usual
-waking (a night-time toilet visit, up early) waits for the later of the two thresholds.
+and never less than `min_quiet_h` nor more than `fixed_quiet_h` (12 h, the fixed rule's window:
+the alert never comes later than the fixed rule counted from the last sign of life). A night is
+judged by how late this person is usually up (an additive slack: waking varies by the hour, not in
+proportion to the night); a day by how long their quiet from that hour usually lasts, with a margin
+in proportion. So a person whose every afternoon holds five quiet hours is checked on after about
+eight (1.2 × 5 + 2); one who is never quiet for more than two, after four and a half; an elder up by
+07:00 every day, at 08:00 (the night's usual end + 1 h). With fewer than `min_days` days learned (or
+compared), the fixed rule's twelve hours are the rule.
 
-Every threshold is capped at `fixed_quiet_h` (12 h): the alert never comes later than the fixed
-rule in use today (< 10 L in 12 h, DOMAIN.md) counted from the last sign of life; with fewer than
-`min_days` days learned, the fixed rule is the rule, and before `min_nights` nights a spell that
-holds 03:00 may last `night_floor_h`. `backstop_fixed_rule` (off by default) additionally raises
-whenever the fixed rule itself would (water under 10 L in the last 12 hours, nothing in the last
-hour), whatever the power showed before — the fixed rule's false alarms with it.
+`backstop_fixed_rule` (off by default) additionally raises whenever the fixed rule itself would
+(water under `fixed_litres` in the last 12 hours, nothing in the last hour), its false alarms with it.
+
+**Why these numbers** (the tuning harness, scripts/tune_models.py — not the figures of record, which
+come from the front door, docs/EVALUATION.md): the table in docs/RULES.md ("Lone elder: the trade-off")
+has the measured curve on both behaviour sources. In short: on the project's simulator the shipped
+point finds every incident with a median delay of about 5.5 h at about 1 false alert per 100
+elder-days; on the CREST source the elders' quiet is far longer and more irregular (daytime spells of
+over 5 h on a third of the days, and stretches of 15-24 h at home with nothing but the fridge that
+the source does not label as incidents), so no setting reaches the targets there; the shipped point
+beats the fixed rule (< 10 L in 12 h) on both delay and false alerts on every source and seed.
 
 A declared absence (`POST /api/v1/households/{id}/absences`) suppresses alerts inside it, and the
-quiet spell counts from its end. The alarm clears at the next activity. More than
-`max_daily_m3` (2 m³) in a day in such a household raises `water.continuous_flow` at major
-severity (Jing'an's rule), once per day.
+quiet counts from its end. The alarm clears at the next sign of life. The evidence gives the quiet,
+the threshold and the routine behind it in hours and local times. More than `max_daily_m3` (2 m³)
+in a day in such a household raises `water.continuous_flow` at major severity (Jing'an's rule),
+once per day.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rules.config import LoneElderParams
@@ -56,30 +74,23 @@ from rules.detections import detect
 from rules.processor import RuleContext
 from rules.topology import Topology
 from whistle.domain import AlarmKind, Detection, DetectionAction, DeviceType, Reading, Severity, SubjectType
-from whistle.timeutil import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, MINUTE_MS, local_day, local_hour
+from whistle.timeutil import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, MINUTE_MS, local_day
 
 QUARTER_MS = 900_000
-SLOT_MIN = 30  # daytime spells are remembered by the half hour they began in
-SLOTS = 1440 // SLOT_MIN
+QPD = 96  # quarter hours a day
+QPH = 4
 TAG = "lone_elder"
 WINDOW_DAYS = 14
+HIST = (WINDOW_DAYS + 1) * QPD  # quarter hours of merged signs of life remembered
+HIST_MASK = (1 << HIST) - 1
 NIGHTS = 7
-
-
-MAX_SKEW_MS = 2 * HOUR_MS
-NIGHT_VISIT_MS = 30 * 60_000  # a night broken by at most this much activity is one night
+NIGHT_END_HOUR = 6  # the cold appliances are learned from 00:00-06:00, when only they run
+FLOOR_QUARTERS = 8  # a rise is measured against the lowest interval of the last two hours
+LATE_MS = HOUR_MS  # a reading that arrives this much after it was taken comes from a batch uploader ...
+BATCH_MEMORY_MS = 2 * DAY_MS  # ... and so do the readings of the next two days (a batch ends with fresh ones)
+RING_HOURS = 48  # the water of the last hours, for the evidence (the fixed rule's 12 h) and the backstop
 # A threshold in hours, the part of the routine it came from, and the numbers behind it.
 Verdict = tuple[float, str, dict[str, object]]
-
-
-def _data_time(st: LoneElderState) -> int:
-    """How far the household's data reaches: the older of the two meters' latest readings, so a meter
-    whose messages trail the other's (another gateway, a slower link) is not read as silence — unless
-    it trails by more than two hours (a daily batch, a dead meter): then two hours behind the newer."""
-    if st.w_ts < 0 or st.p_ts < 0:
-        return max(st.w_ts, st.p_ts)
-    hi, lo = max(st.w_ts, st.p_ts), min(st.w_ts, st.p_ts)
-    return lo if hi - lo <= MAX_SKEW_MS else hi - MAX_SKEW_MS
 
 
 def is_lone_elder(r: Reading, topology: Topology) -> bool:
@@ -87,51 +98,53 @@ def is_lone_elder(r: Reading, topology: Topology) -> bool:
     return topology.has_tag(r.household_id, TAG)
 
 
-def _zeros(n: int) -> array[float]:
-    return array("f", bytes(4 * n))
-
-
 @dataclass(slots=True)
 class LoneElderState:
+    # --- each meter on its own -------------------------------------------------------------------------
     w_ts: int = -1
     w_total: float = 0.0
+    w_q: int = -1  # the quarter hour the water meter's readings reach
+    w_late_at: int = -1  # the last of its readings that arrived more than an hour after it was taken
+    w_bits: int = 0  # its signs of life after `frontier`: bit k is quarter frontier + 1 + k
     p_ts: int = -1
     p_total: float = 0.0
-    standby_wh: float = -1.0
-    last_active: int = -1
-    last_water: int = -1
-    last_power: int = -1
-    first_ts: int = -1
-    # Daytime spells by where they started: per remembered day and half hour of the day, the longest
-    # quiet spell that began then, in quarter hours plus one (0: no activity began then that day).
-    starts: bytearray = field(default_factory=lambda: bytearray(SLOTS * WINDOW_DAYS))
-    # Nights, per remembered day (the morning's): minutes after noon when the night's quiet began,
-    # minutes after midnight when it ended, plus one (0: no night known that day).
-    beds: array[int] = field(default_factory=lambda: array("H", bytes(2 * WINDOW_DAYS)))
-    wakes: array[int] = field(default_factory=lambda: array("H", bytes(2 * WINDOW_DAYS)))
-    # The power register at the last nine quarter hours (kWh), oldest first; `regs` of them are valid.
-    regs_kwh: array[float] = field(default_factory=lambda: array("d", bytes(8 * 9)))
-    regs: int = 0
-    eve_start: int = -1  # the last long evening quiet (from 18:00), which a bathroom visit may have broken
-    eve_end: int = -1
-    wake_pending: bool = False
-    last_day: int = -1
-    days_learned: int = 0
-    water_hours: array[float] = field(default_factory=lambda: _zeros(12))  # litres per hour, ring
-    nights: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))  # peak W 01-05h per night
+    p_q: int = -1
+    p_late_at: int = -1
+    p_bits: int = 0
+    first_q: int = -1  # the first quarter hour either meter reported
+    # power: the interval power of the last readings (W, for the floor) and each night's highest and lowest
+    p_recent: array[int] = field(default_factory=lambda: array("H", bytes(2 * FLOOR_QUARTERS)))
+    p_recent_n: int = 0
+    p_hour_up: bool = False  # the last hour was already above the one before
+    night_hi: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))
+    night_lo: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))
+    night_hhi: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))  # and of hourly means
+    night_hlo: array[int] = field(default_factory=lambda: array("H", bytes(2 * NIGHTS)))
     night_day: int = -1
-    water_hour: int = -1  # absolute hour index of the ring's newest slot
+    # water: litres per hour of the last RING_HOURS hours (decilitres), and today's volume
+    water_dl: array[int] = field(default_factory=lambda: array("H", bytes(2 * RING_HOURS)))
+    water_hour: int = -1
     day: int = -1
     day_litres: float = 0.0
     day_raised: bool = False
+    # --- the household, judged up to `frontier` ------------------------------------------------------
+    frontier: int = -1  # the last quarter hour judged
+    hist: int = 0  # merged signs of life: bit k is quarter frontier - k
+    last_active: int = -1  # quarter hours
+    last_water: int = -1
+    last_power: int = -1
     raised: bool = False
-    raised_at: int = -1
+    raised_at: int = -1  # ms
+    routine: Routine | None = None  # what the routine allows the current quiet (worked out once per quiet)
 
 
-def _det(
-    r: Reading, kind: AlarmKind, action: DetectionAction, severity: Severity, ts: int, ev: dict[str, object]
-) -> Detection:
-    return detect(r, kind, severity, action, ev, subject=SubjectType.HOUSEHOLD, ts=ts, source_by_seq=False)
+def _quarter(ts: int) -> int:
+    """The quarter hour a reading belongs to (meters read on the quarter, give or take a few minutes)."""
+    return (ts + QUARTER_MS // 2) // QUARTER_MS
+
+
+def _ms(q: int) -> int:
+    return q * QUARTER_MS
 
 
 def _minute(ts: int) -> int:
@@ -139,189 +152,192 @@ def _minute(ts: int) -> int:
     return (ts + LOCAL_OFFSET_MS) % DAY_MS // MINUTE_MS
 
 
-def _since_noon(ts: int) -> int:
-    """Minutes after the last local noon: an evening sorts before the small hours of the same night."""
-    return (_minute(ts) - 720) % 1440
+def _clock(ts: int) -> str:
+    m = _minute(ts)
+    return f"{m // 60:02d}:{m % 60:02d}"
 
 
-def _learn_spell(st: LoneElderState, start: int, end: int, deep_night_hour: int) -> None:
-    """Remember a finished quiet spell. One that held the deep-night hour is a night: its start is the
-    bedtime — or, when the night was broken by a short visit to the bathroom, the start of the long
-    quiet before that — and the first sign of life from 05:00 on is the waking. Every other spell is
-    kept as the longest daytime spell that began at its half hour of the day."""
-    if end <= start:
-        return
-    if st.wake_pending and 300 <= _minute(end) < 720:
-        st.wakes[local_day(end) % WINDOW_DAYS] = _minute(end) + 1
-        st.wake_pending = False
-    if _covers_deep_night(start, end, deep_night_hour):
-        i = local_day(end) % WINDOW_DAYS
-        broken = st.eve_end >= 0 and 0 <= start - st.eve_end <= NIGHT_VISIT_MS and _since_noon(start) >= 720
-        st.beds[i] = _since_noon(st.eve_start if broken else start) + 1
-        if _minute(end) >= 300:
-            st.wakes[i] = _minute(end) + 1
-        else:
-            st.wake_pending = True  # up in the small hours: the morning is the next sign of life
-        st.eve_end = -1
-        return
-    if end - start >= 2 * HOUR_MS and 360 <= _since_noon(start) < 900:  # a long quiet from 18:00 to 03:00
-        st.eve_start, st.eve_end = start, end
-    i = (local_day(start) % WINDOW_DAYS) * SLOTS + _minute(start) // SLOT_MIN
-    st.starts[i] = max(st.starts[i], min((end - start) // QUARTER_MS, 254) + 1)
+# --- each meter ------------------------------------------------------------------------------------------
 
 
-def _note_night(st: LoneElderState, ts: int, watts: float) -> None:
-    """Remember the highest 15-min power of each night between 01:00 and 05:00."""
-    day = local_day(ts)
-    slot = day % NIGHTS
-    if st.night_day != day:
-        st.night_day = day
-        st.nights[slot] = 0
-    w = min(int(watts) + 1, 65535)
-    st.nights[slot] = max(st.nights[slot], w)
-
-
-def _night_peak(st: LoneElderState) -> float | None:
-    """The median of the recent nights' peaks: what the flat draws when everyone sleeps; None before 3 nights."""
-    seen = sorted(v for v in st.nights if v > 0)
-    if len(seen) < 3:
+def _water(r: Reading, st: LoneElderState, p: LoneElderParams, out: list[Detection]) -> int | None:
+    """Take a water reading; returns its quarter hour, or None if it carries nothing new."""
+    total = r.values.get("total_m3")
+    if not isinstance(total, int | float) or r.ts <= st.w_ts:
         return None
-    return float(seen[len(seen) // 2] - 1)
+    prev_ts, prev = st.w_ts, st.w_total
+    st.w_ts, st.w_total = r.ts, float(total)
+    if r.received_at - r.ts > LATE_MS:
+        st.w_late_at = r.ts
+    q = _quarter(r.ts)
+    if prev_ts < 0 or total < prev:
+        return q  # the first reading, or a reset meter: no volume yet
+    litres = (total - prev) * 1000.0
+    _ring(st, r.ts, litres)
+    if litres >= p.min_litres:
+        _mark(st, q, water=True)
+    day = local_day(r.ts)
+    if day != st.day:
+        st.day, st.day_litres, st.day_raised = day, 0.0, False
+    st.day_litres += litres
+    if st.day_litres > p.max_daily_m3 * 1000 and not st.day_raised:
+        st.day_raised = True
+        ev: dict[str, object] = {
+            "reason": "daily_volume",
+            "m3_today": round(st.day_litres / 1000, 2),
+            "limit_m3": p.max_daily_m3,
+        }
+        out.append(
+            detect(
+                r,
+                AlarmKind.WATER_CONTINUOUS_FLOW,
+                Severity.MAJOR,
+                DetectionAction.RAISE,
+                ev,
+                subject=SubjectType.HOUSEHOLD,
+                source_by_seq=False,
+            )
+        )
+    return q
 
 
-def _roll(st: LoneElderState, day: int) -> None:
-    """Forget the days that leave the window as the local day advances."""
-    if st.last_day < 0:
-        st.last_day = day
-        return
-    if day > st.last_day:
-        for d in range(st.last_day + 1, min(day, st.last_day + WINDOW_DAYS) + 1):
-            i = d % WINDOW_DAYS
-            st.starts[i * SLOTS : (i + 1) * SLOTS] = bytes(SLOTS)
-            st.beds[i] = 0
-            st.wakes[i] = 0
-        st.days_learned += day - st.last_day
-        st.last_day = day
-
-
-def _covers_deep_night(since: int, now: int, hour: int) -> bool:
-    """Whether the span contains the local `hour` o'clock (03:00): it includes a night's sleep."""
-    day_start = (since + LOCAL_OFFSET_MS) // DAY_MS * DAY_MS - LOCAL_OFFSET_MS
-    mark = day_start + hour * HOUR_MS
-    if mark < since:
-        mark += DAY_MS
-    return mark <= now
-
-
-@dataclass(frozen=True, slots=True)
-class Nights:
-    """What the remembered nights say: the earliest the quiet of a night began and the latest it ended."""
-
-    known: int
-    earliest_bed: int  # minutes after noon
-    latest_wake: int  # minutes after midnight
-
-
-def nights(st: LoneElderState) -> Nights:
-    beds = [b - 1 for b in st.beds if b]
-    wakes = [w - 1 for w in st.wakes if w]
-    if not beds:
-        return Nights(0, 0, 0)
-    return Nights(len(wakes), min(beds), max(wakes))
-
-
-def usual_quiet_from(st: LoneElderState, since: int, reach_h: float, rank: int = 2) -> tuple[float, int]:
-    """How long this person's daytime quiet spells that began around this time of day (within `reach_h`)
-    last: per remembered day the longest, and of those the `rank`-th longest (one odd day does not set
-    the routine), in hours; with on how many days one began there."""
-    slot = _minute(since) // SLOT_MIN
-    near = max(1, round(reach_h * 60 / SLOT_MIN))
-    longest: list[int] = []
-    for d in range(WINDOW_DAYS):
-        base = d * SLOTS
-        row = 0
-        for k in range(slot - near, slot + near + 1):
-            row = max(row, st.starts[base + k % SLOTS])
-        if row:
-            longest.append(row - 1)
-    if not longest:
-        return 0.0, 0
-    longest.sort(reverse=True)
-    return longest[min(rank, len(longest)) - 1] / 4, len(longest)
-
-
-def _clock(minutes: int) -> str:
-    return f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
-
-
-def routine_threshold(st: LoneElderState, since: int, now: int, p: LoneElderParams) -> Verdict:
-    """How long this person may be quiet from `since`, by the routine: (hours, basis, evidence).
-
-    A quiet spell that began in the evening at or after this person's earliest bedtime of the window
-    (less `bed_slack_h`), or that holds the small hours, is a night: it may last until the latest
-    first activity of the morning in the window, plus `morning_slack_h`. Any other spell may last
-    `margin` x the longest spell that began around the same time of day, plus `slack_h`. Never less
-    than `min_quiet_h`, never more than the fixed rule's `fixed_quiet_h`."""
-    known = nights(st)
-    after_noon = _since_noon(since)
-    is_night = _covers_deep_night(since, now, p.deep_night_hour)
-    if known.known >= p.min_nights:
-        evening = known.earliest_bed - p.bed_slack_h * 60 <= after_noon < 900  # before 03:00
-        morning = 900 <= after_noon < 720 + known.latest_wake  # up early, or up in the night
-        if is_night or evening or morning:
-            noon = since - after_noon * MINUTE_MS - since % MINUTE_MS
-            deadline = noon + int((720 + known.latest_wake + p.morning_slack_h * 60) * MINUTE_MS)
-            threshold = max(p.min_quiet_h, (deadline - since) / HOUR_MS)
-            evidence: dict[str, object] = {
-                "nights_known": known.known,
-                "usual_earliest_bedtime": _clock(known.earliest_bed + 720),
-                "usual_latest_first_activity": _clock(known.latest_wake),
-            }
-            if morning and not is_night:
-                day_threshold, _, day_evidence = _day_threshold(st, since, p)
-                if day_threshold > threshold:
-                    return day_threshold, "routine_day", day_evidence
-            return min(threshold, p.fixed_quiet_h), "routine_night", evidence
-    elif is_night:
-        return min(max(p.min_quiet_h, p.night_floor_h), p.fixed_quiet_h), "routine_night", {"nights_known": known.known}
-    return _day_threshold(st, since, p)
-
-
-def _day_threshold(st: LoneElderState, since: int, p: LoneElderParams) -> Verdict:
-    usual, days = usual_quiet_from(st, since, p.day_reach_h, p.day_rank)
-    threshold = max(p.min_quiet_h, p.margin * usual + p.slack_h)
-    evidence: dict[str, object] = {
-        "usual_longest_quiet_from_this_time_hours": round(usual, 2),
-        "days_active_around_this_time": days,
-    }
-    return min(threshold, p.fixed_quiet_h), "routine_day", evidence
-
-
-def _hour_step_wh(st: LoneElderState, ts: int, prev_ts: int, kwh: float) -> float:
-    """Energy of the last hour less that of the hour before, in Wh, from the register at consecutive
-    quarter hours; 0 until two whole hours are known (a gap in the readings starts over)."""
-    if prev_ts < 0 or abs(ts - prev_ts - QUARTER_MS) > 2 * MINUTE_MS:
-        st.regs = 0
-    regs = st.regs_kwh
-    regs.pop(0)
-    regs.append(kwh)
-    st.regs = min(st.regs + 1, 9)
-    if st.regs < 9:
-        return 0.0
-    return ((regs[8] - regs[4]) - (regs[4] - regs[0])) * 1000.0
-
-
-def _water_12h(st: LoneElderState, ts: int, litres: float) -> None:
-    """Add a draw to the hourly ring of the last 12 hours."""
+def _ring(st: LoneElderState, ts: int, litres: float) -> None:
     hour = ts // HOUR_MS
     if st.water_hour < 0:
         st.water_hour = hour
     if hour > st.water_hour:
-        for k in range(1, min(hour - st.water_hour, 12) + 1):
-            st.water_hours[(st.water_hour + k) % 12] = 0.0
+        for k in range(st.water_hour + 1, min(hour, st.water_hour + RING_HOURS) + 1):
+            st.water_dl[k % RING_HOURS] = 0
         st.water_hour = hour
-    if hour > st.water_hour - 12:
-        st.water_hours[hour % 12] += litres
+    if hour > st.water_hour - RING_HOURS:
+        i = hour % RING_HOURS
+        st.water_dl[i] = min(65535, st.water_dl[i] + round(litres * 10))
+
+
+def water_between(st: LoneElderState, lo_ms: int, hi_ms: int) -> float | None:
+    """Litres drawn in the whole hours of (lo, hi], if the ring still holds them."""
+    first, last = lo_ms // HOUR_MS + 1, (hi_ms - 1) // HOUR_MS
+    if st.water_hour < 0 or last - first >= RING_HOURS or first <= st.water_hour - RING_HOURS:
+        return None
+    return sum(st.water_dl[h % RING_HOURS] for h in range(first, min(last, st.water_hour) + 1)) / 10
+
+
+def _power(r: Reading, st: LoneElderState, p: LoneElderParams) -> int | None:
+    """Take a power reading; returns its quarter hour, or None if it carries nothing new."""
+    total = r.values.get("total_kwh")
+    if not isinstance(total, int | float) or r.ts <= st.p_ts:
+        return None
+    prev_ts, prev = st.p_ts, st.p_total
+    st.p_ts, st.p_total = r.ts, float(total)
+    if r.received_at - r.ts > LATE_MS:
+        st.p_late_at = r.ts
+    q = _quarter(r.ts)
+    watts: float | None = None
+    w = r.values.get("power_w")
+    if isinstance(w, int | float):
+        watts = float(w)
+    elif prev_ts >= 0 and total >= prev and r.ts - prev_ts <= 2 * QUARTER_MS:
+        watts = (total - prev) * 1000.0 * HOUR_MS / (r.ts - prev_ts)
+    if watts is None:
+        st.p_recent_n = 0  # a gap: the floor starts over
+        return q
+    quiet = _night_quiet(st)
+    recent = st.p_recent
+    if quiet is not None and st.p_recent_n >= FLOOR_QUARTERS // 2:
+        step = quiet + p.min_active_w
+        if watts - min(recent[: st.p_recent_n]) >= step and watts - recent[st.p_recent_n - 1] >= step / 2:
+            # switched on: above the last two hours' lowest beyond the fridge's cycling, and up from the last
+            # interval (a load that stays on is a sign once, not for two hours)
+            _mark(st, q, water=False)
+    if st.p_recent_n == FLOOR_QUARTERS:
+        recent.pop(0)
+        recent.append(0)
+        st.p_recent_n -= 1
+    recent[st.p_recent_n] = min(65535, max(0, round(watts)))
+    st.p_recent_n += 1
+    hour_mean = -1.0
+    if st.p_recent_n == FLOOR_QUARTERS:
+        hour_mean = sum(recent[4:]) / 4
+        hour_quiet = _night_hour_quiet(st)
+        up = hour_quiet is not None and hour_mean - sum(recent[:4]) / 4 >= max(p.min_step_w, 1.5 * hour_quiet)
+        if up and not st.p_hour_up:
+            _mark(st, q, water=False)  # this hour drew more than the one before: lights on, a television (once)
+        st.p_hour_up = up
+    hour = _minute(r.ts - 1) // 60  # the interval ending at 01:15 lies in the hour from 01:00
+    if hour < NIGHT_END_HOUR:
+        day = local_day(r.ts)
+        i = day % NIGHTS
+        v = min(65534, max(0, round(watts))) + 1
+        h = min(65534, max(0, round(hour_mean))) + 1 if hour_mean >= 0 else 0
+        if st.night_day != day:
+            st.night_day = day
+            st.night_hi[i], st.night_lo[i] = v, v
+            st.night_hhi[i], st.night_hlo[i] = h, h
+        else:
+            st.night_hi[i], st.night_lo[i] = max(st.night_hi[i], v), min(st.night_lo[i], v)
+            if h:
+                st.night_hhi[i] = max(st.night_hhi[i], h)
+                st.night_hlo[i] = min(st.night_hlo[i], h) if st.night_hlo[i] else h
+    return q
+
+
+def _night_quiet(st: LoneElderState) -> float | None:
+    """How much the flat's power moves when everyone sleeps (the fridge and freezer cycling): the widest span
+    between the highest and the lowest interval of the last nights 00:00-06:00; None before three nights."""
+    spans = [hi - lo for hi, lo in zip(st.night_hi, st.night_lo, strict=True) if hi and lo]
+    return float(max(spans)) if len(spans) >= 3 else None
+
+
+def _night_hour_quiet(st: LoneElderState) -> float | None:
+    """How much the hourly mean moves when everyone sleeps: the second widest span of the last nights'
+    hourly means 00:00-06:00 (a night's bathroom light does not set it); None before three nights."""
+    spans = sorted((hi - lo for hi, lo in zip(st.night_hhi, st.night_hlo, strict=True) if hi and lo), reverse=True)
+    return float(spans[0]) if len(spans) >= 3 else None
+
+
+def _mark(st: LoneElderState, q: int, *, water: bool) -> None:
+    """A sign of life in quarter `q`, waiting for the frontier (history if the frontier has passed it).
+
+    Before the first quarter is judged the bits count from `first_q`."""
+    k = q - st.frontier - 1 if st.frontier >= 0 else q - st.first_q
+    if k < 0:
+        return  # judged already (on the other meter alone): history
+    if water:
+        st.w_bits |= 1 << k
+    else:
+        st.p_bits |= 1 << k
+
+
+# --- the household -----------------------------------------------------------------------------------------
+
+
+def _first(st: LoneElderState, q: int) -> None:
+    """Before anything is judged, the first quarter hour either meter reported (bits waiting count from it)."""
+    if st.frontier >= 0:
+        return
+    if st.first_q < 0:
+        st.first_q = q
+    elif q < st.first_q:
+        shift = st.first_q - q
+        st.w_bits <<= shift
+        st.p_bits <<= shift
+        st.first_q = q
+
+
+def _target(st: LoneElderState, p: LoneElderParams) -> int:
+    """How far the household can be judged: as far as both meters reach, or the one when the other is too
+    far behind (see the module notes); -1: not yet."""
+    batch = round(p.max_meter_skew_h * QPH)
+    if st.w_q < 0 or st.p_q < 0:
+        ahead = max(st.w_q, st.p_q)
+        if ahead < 0:
+            return -1
+        return ahead if ahead - st.first_q >= batch else -1  # the other meter has never reported
+    hi, lo = max(st.w_q, st.p_q), min(st.w_q, st.p_q)
+    late_at, ts = (st.w_late_at, st.w_ts) if st.w_q < st.p_q else (st.p_late_at, st.p_ts)
+    late = late_at >= 0 and ts - late_at <= BATCH_MEMORY_MS
+    allowed = batch if late else round(p.live_meter_skew_h * QPH)
+    return max(lo, hi - allowed)
 
 
 def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: RuleContext) -> list[Detection] | None:
@@ -329,138 +345,356 @@ def lone_elder_inactive(r: Reading, st: LoneElderState, ctx: RuleContext) -> lis
     p = ctx.params.lone_elder
     if not p.enabled:
         return None
-    out: list[Detection] | None = None
-    active = False
+    out: list[Detection] = []
     if r.device_type is DeviceType.WATER:
-        total = r.values.get("total_m3")
-        if not isinstance(total, int | float) or r.ts <= st.w_ts:
-            return None
-        prev_ts, prev = st.w_ts, st.w_total
-        st.w_ts, st.w_total = r.ts, float(total)
-        if prev_ts >= 0 and total >= prev:
-            litres = (total - prev) * 1000.0
-            _water_12h(st, r.ts, litres)
-            if litres >= p.min_litres:
-                active = True
-                st.last_water = r.ts
-            day = local_day(r.ts)
-            if day != st.day:
-                st.day, st.day_litres, st.day_raised = day, 0.0, False
-            st.day_litres += litres
-            if st.day_litres > p.max_daily_m3 * 1000 and not st.day_raised:
-                st.day_raised = True
-                out = [
-                    _det(
-                        r,
-                        AlarmKind.WATER_CONTINUOUS_FLOW,
-                        DetectionAction.RAISE,
-                        Severity.MAJOR,
-                        r.ts,
-                        {
-                            "reason": "daily_volume",
-                            "m3_today": round(st.day_litres / 1000, 2),
-                            "limit_m3": p.max_daily_m3,
-                        },
-                    )
-                ]
+        if isinstance(r.values.get("total_m3"), int | float):
+            _first(st, _quarter(r.ts))
+        q = _water(r, st, p, out)
+        if q is None:
+            return out or None
+        st.w_q = max(st.w_q, q)
     elif r.device_type is DeviceType.POWER:
-        total = r.values.get("total_kwh")
-        if not isinstance(total, int | float) or r.ts <= st.p_ts:
+        if isinstance(r.values.get("total_kwh"), int | float):
+            _first(st, _quarter(r.ts))
+        q = _power(r, st, p)
+        if q is None:
             return None
-        prev_ts, prev = st.p_ts, st.p_total
-        st.p_ts, st.p_total = r.ts, float(total)
-        watts = r.values.get("power_w")
-        peak = _night_peak(st)
-        if isinstance(watts, int | float) and peak is not None:
-            # The interval's mean power above what the flat draws at night (fridge cycles, standby):
-            # lights, a television, cooking.
-            if watts >= peak + p.min_active_w:
-                active = True
-                st.last_power = r.ts
-        elif prev_ts >= 0 and total >= prev and r.ts - prev_ts <= 2 * HOUR_MS:
-            wh15 = (total - prev) * 1000.0 * 900_000 / (r.ts - prev_ts)
-            if st.standby_wh < 0 or wh15 < st.standby_wh:
-                st.standby_wh = wh15
-            else:
-                st.standby_wh += 0.002 * (wh15 - st.standby_wh)  # creeps up only slowly
-            if wh15 - st.standby_wh >= p.min_active_wh:
-                active = True
-                st.last_power = r.ts
-        if _hour_step_wh(st, r.ts, prev_ts, float(total)) >= p.min_step_wh:
-            # The last hour used this much more than the hour before: something was switched on and
-            # stayed on (lights on a dark morning, a television), which the fridge's cycling never does.
-            active = True
-            st.last_power = r.ts
-        if isinstance(watts, int | float) and 1 <= local_hour(r.ts) < 5:
-            _note_night(st, r.ts, float(watts))
+        st.p_q = max(st.p_q, q)
     else:
         return None
-    now = _data_time(st)
-    if st.first_ts < 0:
-        st.first_ts = now
-    _roll(st, local_day(now))
-    if active:
-        if st.last_active >= 0 and r.ts - st.last_active <= p.fixed_quiet_h * HOUR_MS:
-            # A spell that ended by itself within the fixed rule's window is part of this person's life,
-            # even one that raised (a late morning): not learning it would raise again every such day.
-            # Longer ones (trips, real incidents) are never learned.
-            _learn_spell(st, st.last_active, r.ts, p.deep_night_hour)
-        st.last_active = max(st.last_active, r.ts)
-        if st.raised:
-            st.raised = False
-            clear = _det(
-                r,
-                AlarmKind.LONE_ELDER_INACTIVE,
-                DetectionAction.CLEAR,
-                Severity.MAJOR,
-                r.ts,
-                {"reason": "activity", "quiet_hours": round((r.ts - st.raised_at) / HOUR_MS, 2)},
-            )
-            out = [*(out or []), clear]
-        return out
-    if st.raised or st.w_ts < 0:
-        return out
-    since = st.last_active if st.last_active >= 0 else st.first_ts
-    shortest_h = min(p.min_quiet_h, 1.0) if p.backstop_fixed_rule else p.min_quiet_h
-    if (now - since) / HOUR_MS < shortest_h:
-        return out  # shorter than any threshold can be: most readings end here
+    target = _target(st, p)
+    if st.frontier < 0 and target >= 0:
+        st.frontier = st.first_q - 1  # pending bits were kept from first_q: bit 0 is quarter first_q
+    if target > st.frontier:
+        _advance(r, st, ctx, p, target, out)
+    return out or None
+
+
+def _advance(
+    r: Reading, st: LoneElderState, ctx: RuleContext, p: LoneElderParams, target: int, out: list[Detection]
+) -> None:
+    """Judge the quarter hours after the frontier up to `target`, in time order."""
+    steps = target - st.frontier
+    if steps > HIST:  # a long gap in both meters: nothing to judge in it, start the walk near its end
+        skip = steps - HIST
+        st.w_bits >>= skip
+        st.p_bits >>= skip
+        st.hist = (st.hist << skip) & HIST_MASK
+        st.frontier += skip
     hid = r.household_id or ""
+    while st.frontier < target:
+        q = st.frontier + 1
+        water, power = st.w_bits & 1, st.p_bits & 1
+        st.w_bits >>= 1
+        st.p_bits >>= 1
+        active = water | power
+        st.hist = ((st.hist << 1) | active) & HIST_MASK
+        st.frontier = q
+        if active:
+            st.last_active = q
+            st.routine = None
+            if water:
+                st.last_water = q
+            if power:
+                st.last_power = q
+            if st.raised:
+                st.raised = False
+                ev: dict[str, object] = {
+                    "reason": "water" if water else "power",
+                    "quiet_hours": round((_ms(q) - st.raised_at) / HOUR_MS, 2),
+                }
+                out.append(_detection(r, hid, DetectionAction.CLEAR, _ms(q), ev))
+            continue
+        if not st.raised:
+            got = _judge(r, st, ctx, p, q, hid)
+            if got is not None:
+                out.append(got)
+
+
+def _detection(r: Reading, hid: str, action: DetectionAction, ts: int, ev: dict[str, object]) -> Detection:
+    """The household's detection; its id depends on the household and the quarter, not on which meter's
+    reading let the quarter be judged (the two meters may arrive in either order)."""
+    return Detection(
+        kind=AlarmKind.LONE_ELDER_INACTIVE,
+        severity=Severity.MAJOR,
+        subject_type=SubjectType.HOUSEHOLD,
+        subject_id=hid or r.device_id,
+        ts=ts,
+        action=action,
+        evidence=ev,
+        household_id=r.household_id,
+        building_id=r.building_id,
+        grid_id=r.grid_id,
+        source_id=f"{hid or r.device_id}:{ts}",
+    )
+
+
+def _judge(r: Reading, st: LoneElderState, ctx: RuleContext, p: LoneElderParams, q: int, hid: str) -> Detection | None:
+    """Whether the quiet at quarter `q` is past this person's routine: a raise, or None."""
+    since_q = st.last_active if st.last_active >= 0 else st.first_q
+    quiet_q = q - since_q
+    shortest = min(p.min_quiet_h, 1.0) if p.backstop_fixed_rule else p.min_quiet_h
+    if quiet_q < shortest * QPH:
+        return None  # shorter than any threshold can be: most quarters end here
+    now = _ms(q)
+    since = _ms(since_q)
     if ctx.topology.absent(hid, now) is not None:
-        return out
+        return None
     back = ctx.topology.returned_since(hid, since, now)
     if back is not None:
         since = back
     quiet_h = (now - since) / HOUR_MS
-    learned = st.days_learned >= p.min_days
-    hour = local_hour(now)
-    routine: dict[str, object] = {}
-    if learned:
-        threshold, basis, routine = routine_threshold(st, since, now, p)
+    days = (q - st.first_q) // QPD
+    evidence_of_routine: dict[str, object] = {}
+    if days >= p.min_days:
+        if st.routine is None or st.routine.since != since:
+            st.routine = routine(st, ctx.topology, hid, since, q, p)
+        threshold, basis, evidence_of_routine = st.routine.verdict(now)
     else:
-        threshold = p.fixed_quiet_h
-        basis = "fixed_rule"
-    water12 = sum(st.water_hours) if now - st.first_ts >= 12 * HOUR_MS else None
-    # The backstop fires when the fixed rule would, provided nothing at all happened in the last hour.
+        threshold, basis = p.fixed_quiet_h, "fixed_rule"
+    water12 = water_between(st, now - 12 * HOUR_MS, now) if now - _ms(st.first_q) >= 12 * HOUR_MS else None
     fixed = p.backstop_fixed_rule and water12 is not None and water12 < p.fixed_litres and quiet_h >= 1.0
     if quiet_h < threshold and not fixed:
-        return out
+        return None
     if quiet_h < threshold:
         basis = "fixed_rule_backstop"
-    st.raised, st.raised_at = True, since
+    st.raised, st.raised_at, st.routine = True, since, None
     evidence: dict[str, object] = {
         "quiet_since": since,
+        "quiet_since_local": _clock(since),
         "quiet_hours": round(quiet_h, 2),
         "threshold_hours": round(threshold, 2),
         "basis": basis,
-        "local_hour": hour,
-        **routine,
-        "days_of_routine": st.days_learned,
-        "last_water_draw": st.last_water if st.last_water >= 0 else None,
-        "last_power_activity": st.last_power if st.last_power >= 0 else None,
+        "local_time": _clock(now),
+        **evidence_of_routine,
+        "days_of_routine": min(days, WINDOW_DAYS),
+        "last_water_draw": _ms(st.last_water) if st.last_water >= 0 else None,
+        "last_power_activity": _ms(st.last_power) if st.last_power >= 0 else None,
         "water_last_12h_litres": None if water12 is None else round(water12, 1),
-        "standby_wh_per_15min": round(st.standby_wh, 1) if st.standby_wh >= 0 else None,
     }
     if back is not None:
         evidence["returned_from_declared_absence"] = back
-    raise_ = _det(r, AlarmKind.LONE_ELDER_INACTIVE, DetectionAction.RAISE, Severity.MAJOR, now, evidence)
-    return [*(out or []), raise_]
+    evidence["why"] = _why(since, now, quiet_h, threshold, basis, evidence_of_routine, water12)
+    return _detection(r, hid, DetectionAction.RAISE, now, evidence)
+
+
+def _why(
+    since: int,
+    now: int,
+    quiet_h: float,
+    threshold: float,
+    basis: str,
+    routine: dict[str, object],
+    water12: float | None,
+) -> str:
+    """The alert in words a grid worker can read: the quiet, and what this person's days say about it."""
+    out = f"no water drawn and nothing switched on since {_clock(since)} ({quiet_h:.1f} h, now {_clock(now)})"
+    if basis == "routine_night":
+        out += (
+            f"; on the last {routine.get('nights_known')} nights this person was up by"
+            f" {routine.get('usual_latest_first_activity')} at the latest"
+        )
+    elif basis == "routine_day":
+        out += (
+            f"; on the last {routine.get('days_compared')} days the longest quiet begun around this time was"
+            f" usually {routine.get('usual_longest_quiet_from_this_time_hours')} h"
+        )
+    else:
+        out += "; the routine is not learned yet: the fixed 12-hour rule"
+    out += f"; alert after {threshold:.1f} h"
+    if water12 is not None:
+        out += f"; {water12:.0f} L of water in the last 12 h"
+    return out
+
+
+def _next_active(st: LoneElderState, q: int, after: int) -> int | None:
+    """The first quarter after `after` with a sign of life, up to the frontier `q`; None if none."""
+    n = q - after
+    if n <= 0:
+        return None
+    bits = st.hist & ((1 << n) - 1)  # quarters after+1 .. q
+    return None if bits == 0 else q - (bits.bit_length() - 1)
+
+
+def quiet_from_this_time(
+    st: LoneElderState, topology: Topology, hid: str, since: int, q: int, p: LoneElderParams
+) -> list[float]:
+    """For each remembered day that counts, the longest quiet (hours) this person began within `day_reach_h`
+    of `since`'s time of day, longest first."""
+    s = since // QUARTER_MS
+    reach = round(p.day_reach_h * QPH)
+    limit = p.learn_max_h * QPH
+    absences = topology.absences.get(hid, ())
+    deep = (p.deep_night_hour * QPH - LOCAL_OFFSET_MS // QUARTER_MS) % QPD  # quarter of the day (UTC) of the deep night
+    out: list[float] = []
+    for d in range(1, WINDOW_DAYS + 1):
+        u = s - d * QPD
+        lo, hi = u - reach, min(u + reach, s - 1)
+        if lo <= q - HIST or lo < st.first_q:
+            continue
+        # the quiet going on at this time of day, and those begun near it
+        first = _next_active(st, q, u)
+        if first is None or first >= s:
+            continue  # quiet ever since: today's spell, not a remembered one
+        longest, known = 0, False
+        if _counts(u, first, limit, absences, deep):
+            longest, known = first - u, True
+        a = _next_active(st, q, lo - 1)
+        while a is not None and a <= hi:
+            nxt = _next_active(st, q, a)
+            if nxt is None or nxt >= s:
+                break  # quiet ever since: today's spell, not a remembered one
+            if _counts(a, nxt, limit, absences, deep):
+                longest, known = max(longest, nxt - a), True
+            a = nxt
+        if known:
+            out.append(longest / QPH)
+    out.sort(reverse=True)
+    return out
+
+
+def _counts(start: int, end: int, limit: float, absences: Sequence[tuple[int, int]], deep: int) -> bool:
+    """Whether a remembered quiet (start, end] is a day's: not a night (holding the deep-night hour), not longer
+    than any routine, not in a declared absence."""
+    if end - start > limit:
+        return False
+    first_deep = start + 1 + (deep - (start + 1)) % QPD
+    if first_deep <= end:
+        return False  # a night: the night's part of the routine
+    return not any(x < _ms(end) and y > _ms(start) for x, y in absences)
+
+
+def _prev_active(st: LoneElderState, q: int, at: int) -> int | None:
+    """The last quarter at or before `at` with a sign of life, within the history; None if none."""
+    n = q - at
+    if n < 0 or n >= HIST:
+        return None
+    bits = st.hist >> n
+    return None if bits == 0 else at - ((bits & -bits).bit_length() - 1)
+
+
+def _active(st: LoneElderState, q: int, at: int) -> bool:
+    n = q - at
+    return 0 <= n < HIST and bool((st.hist >> n) & 1)
+
+
+def night_of(st: LoneElderState, q: int, mid: int) -> tuple[int, int] | None:
+    """The night that ended on the morning whose local midnight is quarter `mid`: (bedtime, waking) in quarter
+    hours after that midnight (bedtime negative: the evening before), or None if the history does not show one.
+
+    Waking is the first sign of life from 05:00; bedtime the start of the quiet that held 03:00, where a
+    visit to the bathroom in the night (at most half an hour of activity after an hour's quiet, from 22:00)
+    does not end the night."""
+    m3, m5, noon, evening = mid + 12, mid + 20, mid + 48, mid - 24
+    if noon > q or evening <= q - HIST or evening < st.first_q:
+        return None
+    wake = _next_active(st, q, m5 - 1)
+    if wake is None or wake >= noon:
+        return None
+    at = m3
+    for _ in range(8):
+        last = _prev_active(st, q, at)
+        if last is None or last < evening:
+            return None  # quiet since before 18:00: no bedtime to learn
+        first = last
+        while first > last - 2 and _active(st, q, first - 1):
+            first -= 1
+        before = _prev_active(st, q, first - 1)
+        visit = last - first < 2 and first >= mid - 8 and (before is None or first - before > QPH)
+        if not visit:
+            return last + 1 - mid, wake - mid
+        at = first - 1
+    return None
+
+
+def nights_learned(st: LoneElderState) -> list[tuple[int, int]]:
+    """The remembered nights as (bedtime, waking) in minutes from their midnight (bedtime negative: the evening
+    before), most recent first: what the night part of the routine is read from."""
+    if st.frontier < 0:
+        return []
+    return [(b * 15, w * 15) for b, w in _nights(st, st.frontier, st.frontier)]
+
+
+def _nights(st: LoneElderState, q: int, before: int) -> list[tuple[int, int]]:
+    """The remembered nights whose morning's noon is at or before quarter `before`."""
+    noon_day = (_ms(before) + LOCAL_OFFSET_MS) // DAY_MS
+    mid = noon_day * QPD - LOCAL_OFFSET_MS // QUARTER_MS
+    if mid + 48 > before:
+        mid -= QPD
+    out = []
+    for j in range(WINDOW_DAYS):
+        got = night_of(st, q, mid - j * QPD)
+        if got is not None:
+            out.append(got)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """What the routine allows a quiet begun at `since`: by day, and (when this person's nights say the quiet
+    may be one) by night, with the numbers behind each."""
+
+    since: int
+    day_h: float
+    night_h: float | None  # None: no night is known that this quiet could be
+    night_now: bool  # the quiet began in the evening or the small hours: a night from the start
+    up_early: bool  # it began in the small hours: the later of the two thresholds
+    deep_night: int  # ms: the deep-night hour after `since` (a quiet holding it is a night)
+    basis: str
+    evidence: dict[str, object]
+
+    def verdict(self, now: int) -> Verdict:
+        if self.night_h is not None and (self.night_now or now >= self.deep_night):
+            if self.up_early and self.day_h > self.night_h:
+                return self.day_h, "routine_day", self.evidence
+            return self.night_h, "routine_night", self.evidence
+        return self.day_h, self.basis, self.evidence
+
+
+def routine(st: LoneElderState, topology: Topology, hid: str, since: int, q: int, p: LoneElderParams) -> Routine:
+    """How long this person may be quiet from `since`, by the routine of the remembered days."""
+    spans = quiet_from_this_time(st, topology, hid, since, q, p)
+    deep = _next_hour(since, p.deep_night_hour)
+    evidence: dict[str, object] = {"days_compared": len(spans)}
+    day: float | None = None
+    if len(spans) >= p.min_days:
+        usual = spans[min(p.day_rank, len(spans)) - 1]
+        day = min(max(p.min_quiet_h, p.margin * usual + p.slack_h), p.fixed_quiet_h)
+        evidence["usual_longest_quiet_from_this_time_hours"] = round(usual, 2)
+        evidence["longest_quiet_from_this_time_hours"] = round(spans[0], 2)
+    nights = _nights(st, q, since // QUARTER_MS)
+    fixed = p.fixed_quiet_h
+    if len(nights) < p.min_nights:
+        if day is None:
+            return Routine(since, fixed, None, False, False, deep, "fixed_rule", evidence)
+        return Routine(since, day, None, False, False, deep, "routine_day", evidence)
+    beds = sorted(b for b, _ in nights)
+    wakes = sorted((w for _, w in nights), reverse=True)
+    bed = beds[min(p.night_rank, len(beds)) - 1]
+    wake = wakes[min(p.night_rank, len(wakes)) - 1]
+    s_min = _minute(since)
+    rel = s_min - 1440 if s_min >= 720 else s_min  # minutes from the night's midnight
+    evening = bed * 15 - p.bed_slack_h * 60 <= rel < p.deep_night_hour * 60
+    up_early = 0 <= rel < wake * 15 and not evening
+    midnight = since - rel * MINUTE_MS
+    deadline = midnight + int((wake * 15 + p.morning_slack_h * 60) * MINUTE_MS)
+    if deadline <= since:
+        deadline += DAY_MS
+    night = min(max(p.min_quiet_h, (deadline - since) / HOUR_MS), fixed)
+    evidence.update(
+        {
+            "nights_known": len(nights),
+            "usual_earliest_bedtime": _clock(midnight + bed * QUARTER_MS),
+            "usual_latest_first_activity": _clock(midnight + wake * QUARTER_MS),
+        }
+    )
+    if day is None:  # no day's quiet begins around here: only nights do (the small hours)
+        return Routine(since, fixed, night, True, False, deep, "fixed_rule", evidence)
+    return Routine(since, day, night, evening or up_early, up_early, deep, "routine_day", evidence)
+
+
+def _next_hour(ts: int, hour: int) -> int:
+    """The first local `hour` o'clock after `ts`."""
+    day_start = (ts + LOCAL_OFFSET_MS) // DAY_MS * DAY_MS - LOCAL_OFFSET_MS
+    mark = day_start + hour * HOUR_MS
+    return mark + DAY_MS if mark <= ts else mark

@@ -132,6 +132,9 @@ class Settings(FileSettings):
     storm_wait_s: float = Field(default=900.0, ge=0, description="hold a device.offline alarm this long")
     storm_min_devices: int = Field(default=5, ge=2)
     storm_share: float = Field(default=0.5, gt=0, le=1)
+    # no flapping reaches a worker (alerts.lifecycle.ReopenPolicy): a household or device-health alarm raised
+    # again within this long (event time) of its rule's clear reopens that alarm and its ticket; 0: never
+    alarm_reopen_window_s: float = Field(default=6 * 3600.0, ge=0)
 
     # containers: a heartbeat file for roles that serve no HTTP (`whistle health --file`)
     health_file: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 
@@ -49,11 +50,11 @@ def idle(minutes: int) -> list[float]:
     return [STANDBY] * minutes
 
 
-def test_a_charge_is_raised_within_ten_minutes_and_cleared_when_it_stops() -> None:
+def test_a_charge_is_raised_within_a_quarter_hour_and_cleared_when_it_stops() -> None:
     got = run(idle(10) + charger(300, cc_minutes=200) + idle(10))
     (raised, r_act), (cleared, c_act) = got
     assert r_act == "raise" and c_act == "clear"
-    assert 10 + 8 <= raised <= 10 + 10, raised
+    assert 10 + 12 <= raised <= 10 + 14, raised
     # cleared once the constant-voltage taper falls to float (~50 W above standby near minute 287) or the charger stops
     assert 10 + 285 <= cleared <= 10 + 300 + 3, cleared
 
@@ -170,7 +171,9 @@ def test_a_charge_under_a_cycling_fridge_is_found_by_the_circuits_floor() -> Non
     c = ctx(T0)
     st2 = learned_fridge()
     dets = [d for i, w in enumerate(load) for d in ebike_charging(sample(T0 + (300 + i) * MIN, w), st2, c) or []]
-    assert dets[0].evidence["source"] == "power_envelope" and 170 <= float(dets[0].evidence["step_w"]) <= 200  # type: ignore[arg-type]
+    ev = dets[0].evidence
+    assert ev["source"] == "power" and ev["cycling_circuit"] is True
+    assert 170 <= float(ev["step_w"]) <= 200  # type: ignore[arg-type]  # the charger's, the fridge on top left out
 
 
 def test_a_fridge_and_a_heater_cycling_together_are_not_a_charge() -> None:
@@ -188,9 +191,52 @@ def test_a_wandering_load_on_a_cycling_circuit_is_not_a_charge() -> None:
     assert run([STANDBY + rng.uniform(200, 450) for _ in range(150)], st, start=T0 + 300 * MIN) == []
 
 
-def test_a_floor_that_jumps_between_quarter_hours_is_not_a_charge() -> None:
-    """Under the fridge, something switching between 150 and 300 W every twenty minutes: a charger's floor is level."""
+def wobble(minutes: int, watts: float, sd: float, rng: random.Random, corr_min: float = 3.0) -> list[float]:
+    """A load that follows what it does (a television's picture): `watts` x (1 + noise of relative `sd`, correlated
+    over `corr_min` minutes, clipped at 15 %)."""
+    rho = math.exp(-1 / corr_min)
+    z, out = 0.0, []
+    for _ in range(minutes):
+        z = rho * z + math.sqrt(1 - rho * rho) * rng.gauss(0, 1)
+        out.append(STANDBY + watts * (1 + max(-0.15, min(0.15, sd * z))))
+    return out
+
+
+def sensor(load: list[float], rng: random.Random) -> list[float]:
+    """What the circuit's sensor reads: 0.3 % + 0.2 W of noise (a charger's own current: 0.6 %)."""
+    return [max(0.0, w * (1 + rng.gauss(0, 0.003)) + rng.gauss(0, 0.2)) for w in load]
+
+
+def test_televisions_and_a_desktop_varying_minute_to_minute_are_not_charging() -> None:
+    rng = random.Random(11)
+    for watts, sd in ((110.0, 0.04), (150.0, 0.06), (180.0, 0.1)):  # LED televisions, a desktop and its monitor
+        assert run(sensor(idle(10) + wobble(240, watts, sd, rng) + idle(10), rng)) == [], (watts, sd)
+
+
+def test_a_charge_read_by_a_noisy_sensor_is_raised_with_the_evidence_a_worker_can_read() -> None:
+    rng = random.Random(12)
+    load = [STANDBY] * 10 + [STANDBY + 200 * (1 + rng.gauss(0, 0.006)) for _ in range(120)]
+    st = warmed()
+    c = ctx(T0)
+    dets = [d for i, w in enumerate(sensor(load, rng)) for d in ebike_charging(sample(T0 + i * MIN, w), st, c) or []]
+    (d,) = dets
+    ev = d.evidence
+    assert d.action is DetectionAction.RAISE and ev["minutes_observed"] == 12 and ev["held_min"] == 0
+    assert 0.1 <= float(ev["steady_pct_per_minute"]) < 1.2  # type: ignore[arg-type]
+    assert "steady to" in str(ev["why"]) and "a television or a computer varies 2-8 %" in str(ev["why"])
+
+
+def test_a_charger_plugged_in_while_the_television_is_on_is_found() -> None:
+    rng = random.Random(13)
+    tv = wobble(200, 120.0, 0.05, rng)
+    load = idle(10) + tv[:40] + [w + 180 * (1 + rng.gauss(0, 0.006)) for w in tv[40:]]
+    got = run(sensor(load, rng))
+    # the television alone is an appliance; the charger steps up on top of it and, once the television's own
+    # wobble is left out of its floor, is steady: raised within the hour of its start
+    assert got and got[0][1] == "raise" and 50 <= got[0][0] <= 50 + 60, got
+
+
+def test_a_rice_cooker_handing_over_to_the_fridge_is_not_one_steady_load() -> None:
     st = learned_fridge()
-    steps = [150.0 if (m // 20) % 2 == 0 else 300.0 for m in range(180)]
-    load = [STANDBY + s + f for s, f in zip(steps, cycle(180, 110.0, period=45, on=18), strict=True)]
+    load = idle(3) + [STANDBY + 104] * 19 + [STANDBY + 104 + 420] * 30 + [STANDBY + 55] * 40 + idle(10)
     assert run(load, st, start=T0 + 300 * MIN) == []

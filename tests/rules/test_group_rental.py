@@ -156,3 +156,38 @@ def test_a_shop_with_a_leak_one_night_is_still_dark_at_night() -> None:
     f.water_l[7, DAYS - 3] = 3000.0
     f.night_water_share[7, DAYS - 3] = 0.7
     assert ids(f) == set()
+
+
+def test_one_shift_worker_up_every_night_is_not_a_lead() -> None:
+    """One person registered, living by night, a little more water than the norm: night life without crowding."""
+    f = district({3: {"registered": 1, "actual": 1.3, "night": 0.2}})
+    assert ids(f) == set()
+
+
+def test_a_lodger_is_not_a_group_rental() -> None:
+    """Two where one is registered, up at night: more than the registration, but one person more, not a crowd."""
+    f = district({3: {"registered": 1, "actual": 2, "night": 0.12}})
+    assert ids(f) == set()
+    f = district({3: {"registered": 1, "actual": 4, "night": 0.12}})  # three more: a lead
+    assert ids(f) == {"H03"}
+
+
+def test_one_person_with_a_heater_and_a_charger_is_not_crowded_by_power_alone() -> None:
+    f = district({3: {"registered": 1, "kwh_factor": 2.6, "night": 0.12}})
+    assert ids(f) == set()
+
+
+def test_crowded_tenants_who_draw_little_power_are_a_lead_by_volume() -> None:
+    # eight in a flat registered for two, 1.6x the registration's power, not dark at night
+    f = district({3: {"registered": 2, "actual": 8, "kwh_factor": 0.45, "night": 0.03}})
+    (lead,) = leads(f, P)
+    assert lead.household_id == "H03" and lead.evidence["pattern"] == "volume"
+
+
+def test_an_open_lead_holds_through_a_quieter_fortnight_instead_of_clearing_and_coming_back() -> None:
+    f = district({3: {"registered": 2, "actual": 3.4, "night": 0.12}})  # 1.7x: still crowded, below 1.8
+    assert ids(f) == set()
+    (lead,) = leads(f, P, holding={"H03"})
+    assert lead.household_id == "H03" and lead.evidence["pattern"] == "holding"
+    f = district({3: {"registered": 2, "actual": 2.4, "night": 0.12}})  # 1.2x: no longer crowded
+    assert ids(f, holding={"H03"}) == set()

@@ -14,7 +14,7 @@ TP = TopicPartition("whistle.readings", 3)
 def partition() -> PartitionState:
     part = PartitionState(offset=1234)
     st = LoneElderState(last_active=42)
-    st.starts[5] = 9
+    st.hist = 0b1011
     part.states[("household.lone_elder_inactive", "RJ-H000001")] = st
     return part
 
@@ -26,7 +26,7 @@ async def test_a_snapshot_comes_back_as_it_was_saved(db: Database) -> None:
     got = await store.load("g", TP)
     assert got is not None and got.offset == 1234
     st = got.states[("household.lone_elder_inactive", "RJ-H000001")]
-    assert isinstance(st, LoneElderState) and st.last_active == 42 and st.starts[5] == 9
+    assert isinstance(st, LoneElderState) and st.last_active == 42 and st.hist == 0b1011
 
 
 async def test_a_snapshot_of_another_format_or_unreadable_starts_empty(db: Database) -> None:
