@@ -308,6 +308,7 @@ async def run(
                 directory=DeviceDirectory(db),
                 limits=limits_from(settings),
                 batch_size=settings.collector_batch,
+                source=settings.process_name or settings.mqtt_client_id,
             )
             stack.push_async_callback(rt.collector.stop)
             await rt.collector.start()

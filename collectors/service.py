@@ -67,10 +67,13 @@ def is_priority_topic(topic: str) -> bool:
     )
 
 
-def _records(readings: Sequence[Reading]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """Bus records of readings: (priority lane keyed by building, bulk lane keyed by household)."""
-    priority = [(r.site_key.encode(), encode_reading(r)) for r in readings if is_priority(r)]
-    bulk = [(r.key.encode(), encode_reading(r)) for r in readings if not is_priority(r)]
+def _records(
+    readings: Sequence[Reading], source: str | None = None
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Bus records of readings: (priority lane keyed by building, bulk lane keyed by household), each naming
+    the collector `source` that publishes it."""
+    priority = [(r.site_key.encode(), encode_reading(r, source)) for r in readings if is_priority(r)]
+    bulk = [(r.key.encode(), encode_reading(r, source)) for r in readings if not is_priority(r)]
     return priority, bulk
 
 
@@ -203,8 +206,10 @@ class Collector:
         limits: Limits,
         batch_size: int = 2000,
         state_flush_ms: int = 500,
+        source: str | None = None,
     ) -> None:
         self.lanes = list(lanes)
+        self.source = source  # this collector's name on its bus records (the rules' source watermarks)
         self.db = db
         self.bus = bus
         self.directory = directory
@@ -269,7 +274,7 @@ class Collector:
             await upsert_unregistered(conn, batch.unregistered)
             await note_reading_days(conn, fresh)
             if isinstance(self.bus, TransactionalBus):
-                priority, bulk = _records(fresh)
+                priority, bulk = _records(fresh, self.source)
                 await self.bus.append(conn, TOPIC_PRIORITY, priority)
                 await self.bus.append(conn, TOPIC_READINGS, bulk)
         self.states.add(batch.readings)
@@ -278,7 +283,7 @@ class Collector:
 
     async def publish(self, readings: Sequence[Reading]) -> int:
         """Put stored readings on a bus that is not transactional (sent whole again if this fails)."""
-        priority, bulk = _records(readings)
+        priority, bulk = _records(readings, self.source)
         if priority:
             await self.bus.send_many(TOPIC_PRIORITY, priority)
         if bulk:

@@ -1,30 +1,38 @@
 """`device.offline`: nothing received from a device for longer than its reporting allows.
 
-Per device, every message moves its deadline to (partition clock at arrival + allowed
-interval) and the rule keeps one timer pending; when the clock passes the deadline with
-nothing new, the device is offline. The allowed interval is the device type's
-(`intervals_s`: three missed 15-min meter readings, a missed daily smoke heartbeat, ...), or
-`batch_interval_s` for a device seen delivering readings more than `batch_lag_s` behind the
-clock — an NB-IoT meter that uploads a day's readings at once. An offline will
-(`{"online": false}` on `status`) brings the deadline to `will_grace_s` from now, so a device
-that reconnects at once raises nothing. The next message from an offline device clears it.
+A live device is judged in its own event time: it is offline when none of its readings falls in
+`allowed` after one of them (`intervals_s`: three missed 15-min meter readings, a missed daily
+smoke heartbeat, ...), decided once the watermark has passed that time (`rules.processor`: every
+collector feeding the partition has reached it, less the lateness), so readings that come out of
+order — through two collectors of a shared subscription, one behind the other — raise what they
+would in order. Its readings beyond the watermark wait, in order, in `ahead`; a return that is
+already known when the gap is judged clears the alarm at once, at the time the device came back.
 
-The partition clock follows event time, and the wall clock when the stream is quiet (see
-`rules.processor`), so offline devices are found while nothing at all arrives.
+A device seen delivering readings more than `batch_lag_s` behind its collector's clock — an NB-IoT
+meter that uploads a day's readings at once — is judged by arrival instead: offline when nothing
+arrives for `batch_interval_s` after the last upload. An offline will (`{"online": false}` on
+`status`) sets a deadline `will_grace_s` from now, so a device that reconnects at once raises
+nothing. The next message from an offline device clears it.
+
+The clock follows event time, and the wall clock when the stream is quiet (see `rules.processor`),
+so offline devices are found while nothing at all arrives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 
 from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity, SubjectType
 
+_AHEAD_MAX = 2048  # readings of one device held beyond the watermark (hours of skew at one a minute)
+
 
 @dataclass(slots=True)
 class OfflineState:
-    due: int = 0
-    pending: int = -1
+    due: int = 0  # a batch uploader's deadline, by arrival
+    pending: int = -1  # the timer set for this device (-1: none)
     offline: bool = False
     batch: bool = False
     last_ts: int = 0
@@ -33,6 +41,10 @@ class OfflineState:
     building_id: str | None = None
     device_type: str = ""
     allowed_ms: int = 0
+    cover: int = -1  # a live device: its latest reading up to which none of its readings is missing
+    ahead: list[int] = field(default_factory=list)  # its readings after `cover`, in order
+    will_due: int = -1  # an offline will's deadline (-1: none)
+    will_ts: int = 0
 
 
 def _det(device_id: str, st: OfflineState, ts: int, action: DetectionAction, ev: dict[str, object]) -> Detection:
@@ -51,12 +63,39 @@ def _det(device_id: str, st: OfflineState, ts: int, action: DetectionAction, ev:
     )
 
 
+def _arm(st: OfflineState, ctx: RuleContext, due: int) -> None:
+    if st.pending < 0 or st.pending > due:
+        st.pending = due
+        ctx.set_timer(due)
+
+
+def _raise(device_id: str, st: OfflineState, ts: int, last: int) -> Detection:
+    st.offline = True
+    return _det(
+        device_id,
+        st,
+        ts,
+        DetectionAction.RAISE,
+        {
+            "last_event_ts": last,
+            "allowed_s": st.allowed_ms // 1000,
+            "batch_uploader": st.batch,
+            "device_type": st.device_type,
+        },
+    )
+
+
+def _back(device_id: str, st: OfflineState, ts: int) -> Detection:
+    st.offline = False
+    return _det(device_id, st, ts, DetectionAction.CLEAR, {"back_at": ts})
+
+
 def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detection] | None:
-    """A message arrived: move the deadline, clear an offline alarm."""
+    """A message arrived: note it, clear an offline alarm."""
     p = ctx.params.offline
     if not p.enabled:
         return None
-    clock = ctx.clock
+    clock = ctx.source_clock  # the time of the collector it came through: another one may be far ahead
     if clock - r.ts > p.batch_lag_s * 1000:
         st.batch = True
     st.last_ts = max(st.last_ts, r.ts)
@@ -65,40 +104,76 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         st.grid_id, st.household_id, st.building_id = r.grid_id, r.household_id, r.building_id
     allowed = int(p.batch_interval_s * 1000) if st.batch else p.interval_ms(r.device_type)
     st.allowed_ms = allowed
-    will = r.channel is Channel.STATUS and r.values.get("online") is False
-    st.due = clock + (int(p.will_grace_s * 1000) if will else allowed)
-    if st.pending < 0 or st.pending > st.due:
-        st.pending = st.due
-        ctx.set_timer(st.due)
-    if st.offline and not will:
-        st.offline = False
-        return [_det(r.device_id, st, r.ts, DetectionAction.CLEAR, {"back_at": r.ts})]
+    if r.channel is Channel.STATUS and r.values.get("online") is False:
+        st.will_due, st.will_ts = clock + int(p.will_grace_s * 1000), r.ts
+        _arm(st, ctx, st.will_due)
+        return None
+    if st.will_due >= 0 and r.ts >= st.will_ts:
+        st.will_due = -1  # back within the grace
+    if st.batch:
+        st.due = max(st.due, clock + allowed)  # never earlier than a later upload set it
+        _arm(st, ctx, st.due)
+        return [_back(r.device_id, st, r.ts)] if st.offline else None
+    if st.offline:
+        if r.ts <= st.cover:
+            return None  # an old reading come late: not a return
+        st.cover = r.ts
+        st.ahead = [t for t in st.ahead if t > r.ts]
+        _arm(st, ctx, st.cover + allowed)
+        return [_back(r.device_id, st, r.ts)]
+    if st.cover < 0:
+        st.cover = r.ts
+    elif r.ts <= st.cover + allowed:  # no gap before it: the device is in up to it
+        if r.ts > st.cover:
+            st.cover = r.ts
+            while st.ahead and st.ahead[0] <= st.cover + allowed:
+                st.cover = st.ahead.pop(0)
+    else:  # after a gap, or ahead of readings still on their way
+        i = bisect.bisect_left(st.ahead, r.ts)
+        if i == len(st.ahead) or st.ahead[i] != r.ts:
+            st.ahead.insert(i, r.ts)
+            if len(st.ahead) > _AHEAD_MAX:
+                st.cover = st.ahead.pop(0)  # bounded: the oldest taken as in (a gap before it goes unjudged)
+    _arm(st, ctx, st.cover + allowed)
     return None
 
 
 def offline_timer(device_id: str, st: OfflineState, ctx: RuleContext) -> list[Detection] | None:
-    """The deadline passed: raise, or re-arm for the later deadline a newer message set."""
+    """A deadline passed the watermark: judge the device's readings up to it; re-arm for what is next."""
     if ctx.due != st.pending:
         return None  # superseded by an earlier re-arm
     st.pending = -1
-    if st.due > ctx.clock:
-        st.pending = st.due
-        ctx.set_timer(st.due)
-        return None
-    if st.offline:
-        return None
-    st.offline = True
-    return [
-        _det(
-            device_id,
-            st,
-            st.due,
-            DetectionAction.RAISE,
-            {
-                "last_event_ts": st.last_ts,
-                "allowed_s": st.allowed_ms // 1000,
-                "batch_uploader": st.batch,
-                "device_type": st.device_type,
-            },
-        )
-    ]
+    known = ctx.watermark  # every reading of the device up to here is in
+    out: list[Detection] = []
+    if st.will_due >= 0:
+        if st.will_due <= known:
+            due, st.will_due = st.will_due, -1
+            if not st.offline:
+                out.append(_raise(device_id, st, due, st.last_ts))
+        else:
+            _arm(st, ctx, st.will_due)
+    if st.batch:
+        if st.due > known:
+            _arm(st, ctx, st.due)
+        elif not st.offline:
+            out.append(_raise(device_id, st, st.due, st.last_ts))
+        return out or None
+    allowed = st.allowed_ms
+    for _ in range(len(st.ahead) + 2):
+        if st.cover < 0:
+            break
+        limit = st.cover + allowed
+        while st.ahead and st.ahead[0] <= limit:
+            st.cover = st.ahead.pop(0)
+            limit = st.cover + allowed
+        if limit > known:
+            if not st.offline:
+                _arm(st, ctx, limit)
+            break
+        if not st.offline:  # none of its readings in (cover, limit]: it was offline from `limit`
+            out.append(_raise(device_id, st, limit, st.cover))
+        if not st.ahead:
+            break  # the next reading clears it
+        st.cover = st.ahead.pop(0)
+        out.append(_back(device_id, st, st.cover))
+    return out or None

@@ -15,6 +15,16 @@ that receives nothing for `idle_after_ms` of wall time while its clock is alread
 stream that goes quiet live still fires its timers, but a backfill that pauses
 never jumps hours ahead and raises a wave of false timeouts.
 
+Sources. Several collectors may feed one partition (a shared subscription gives each a share of
+every device's messages; several endpoints each take some gateways), and one of them can fall
+behind the others by far more than the lateness: in a flat-out backfill a second of lag is many
+minutes of event time. Each reading names its collector (`Reading.source`) and the partition
+keeps each source's latest event time; timers fire only when the watermark of the slowest live
+source passes them (Flink's watermark alignment of input channels). A source that has sent
+nothing to the partition for `source_idle_ms` of wall time (a collector stopped, or with no
+devices of this partition) no longer holds the others back, and takes part again with its next
+reading. Without sources (records off the bus of an older collector) it is the partition clock.
+
 Late, out-of-order and duplicate input is each rule's to judge against its own state (a
 register reading older than the last one carries no new consumption; an event older than the
 detector's last event is history). The processor drops an exact repeat of a device event
@@ -31,6 +41,8 @@ from typing import Any
 from rules.config import DEFAULTS, RuleConfig, RuleParams
 from rules.topology import Topology
 from whistle.domain import Channel, Detection, DeviceType, Reading
+
+_SOURCE_FORGOTTEN_MS = 86_400_000  # a source idle for a day is no longer one (a collector renamed, removed)
 
 Evaluate = Callable[[Reading, Any, "RuleContext"], list[Detection] | None]
 OnTimer = Callable[[str, Any, "RuleContext"], list[Detection] | None]
@@ -52,15 +64,31 @@ class Rule:
 class RuleContext:
     """What a rule sees besides its state: the clock, its parameters, the registry and timers.
 
-    In `on_timer`, `due` is the time the timer was set for and `params` are the defaults: a rule
-    keeps in its state what its timer needs to know.
+    In `on_timer`, `due` is the time the timer was set for, `clock` the time every live source has
+    reached, `watermark` that less the lateness (every reading up to it is in), and `params` are the
+    defaults: a rule keeps in its state what its timer needs to know. `source_clock` is the latest
+    event time of the collector the reading came through (the partition clock when it names none):
+    how far behind its own stream a reading is, whatever another collector has reached.
     """
 
-    __slots__ = ("_key", "_part", "_rule", "clock", "due", "params", "requested", "topology")
+    __slots__ = (
+        "_key",
+        "_part",
+        "_rule",
+        "clock",
+        "due",
+        "params",
+        "requested",
+        "source_clock",
+        "topology",
+        "watermark",
+    )
 
     def __init__(self, topology: Topology | None = None, params: RuleParams | None = None, clock: int = 0) -> None:
         self.clock = clock
         self.due = clock
+        self.source_clock = clock
+        self.watermark = clock  # in `on_timer`: every reading up to this event time has been judged
         self.params = params if params is not None else DEFAULTS.params()
         self.topology = topology if topology is not None else Topology()
         self.requested: list[int] = []  # timers asked for while no partition is attached (a rule on its own)
@@ -89,6 +117,8 @@ class PartitionState:
     timer_seq: int = 0
     last_event: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     duplicates: int = 0
+    # per source: (its latest event time here, the wall time its latest reading was judged)
+    sources: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Processor:
@@ -103,6 +133,7 @@ class Processor:
         live_lag_ms: int = 3_600_000,
         idle_after_ms: int = 5_000,
         lateness_ms: int = 600_000,
+        source_idle_ms: int = 10_000,
     ) -> None:
         self.rules = tuple(rules)
         self._by_input: dict[tuple[DeviceType, Channel], tuple[Rule, ...]] = {}
@@ -116,6 +147,10 @@ class Processor:
         self.live_lag_ms = live_lag_ms
         self.idle_after_ms = idle_after_ms
         self.lateness_ms = lateness_ms
+        self.source_idle_ms = source_idle_ms
+        # The wall time the readings being judged were read at (set by the engine each round); 0 in pure use,
+        # where no source ever goes idle.
+        self.wall_ms = 0
         self._ctx = RuleContext(self.topology)
 
     def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
@@ -147,11 +182,18 @@ class Processor:
                 return
             part.last_event[r.device_id] = mark
         part.clock = max(part.clock, r.ts)
+        src = r.source
+        source_clock = part.clock
+        if src is not None:
+            seen = part.sources.get(src)
+            source_clock = r.ts if seen is None or r.ts > seen[0] else seen[0]
+            part.sources[src] = (source_clock, self.wall_ms)
         rules = self._by_input.get((r.device_type, r.channel))
         if rules:
             ctx = self._ctx
             ctx.clock = part.clock
             ctx.due = part.clock
+            ctx.source_clock = source_clock
             ctx.params = self.params(r.grid_id, r.device_type)
             ctx._part = part
             states = part.states
@@ -169,8 +211,30 @@ class Processor:
                 if got:
                     out.extend(got)
         timers = part.timers
-        if timers and timers[0][0] <= part.clock - self.lateness_ms:
+        if timers and timers[0][0] <= part.clock - self.lateness_ms and timers[0][0] <= self.watermark(part):
             self._fire(part, out)
+
+    def watermark(self, part: PartitionState) -> int:
+        """The event time up to which this partition's timers may fire: the slowest live source's, less the
+        lateness."""
+        low = part.clock
+        if part.sources:
+            wall, idle = self.wall_ms, self.source_idle_ms
+            for ts, seen_wall in part.sources.values():
+                if ts < low and wall - seen_wall <= idle:
+                    low = ts
+        return low - self.lateness_ms
+
+    def release(self, part: PartitionState, out: list[Detection]) -> None:
+        """Fire the timers a source gone idle was holding back (called every round, records or not)."""
+        if part.timers and part.timers[0][0] <= self.watermark(part):
+            self._fire(part, out)
+
+    def refresh_sources(self, part: PartitionState) -> None:
+        """After a restore: the sources of a snapshot are live again from now (a replay judges its records as
+        they were judged live), and those idle for a day are forgotten."""
+        wall = self.wall_ms
+        part.sources = {s: (ts, wall) for s, (ts, seen) in part.sources.items() if wall - seen <= _SOURCE_FORGOTTEN_MS}
 
     def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
         out: list[Detection] = []
@@ -197,7 +261,8 @@ class Processor:
         ctx = self._ctx
         ctx._part = part
         timers = part.timers
-        watermark = part.clock - self.lateness_ms
+        watermark = self.watermark(part)
+        aligned = watermark + self.lateness_ms  # the time every live source has reached: a timer's "now"
         while timers and timers[0][0] <= watermark:
             due, _, name, key = heapq.heappop(timers)
             rule = self._by_name.get(name)
@@ -206,7 +271,8 @@ class Processor:
             st = part.states.get((name, key))
             if st is None:
                 continue
-            ctx.clock = part.clock
+            ctx.clock = ctx.source_clock = aligned
+            ctx.watermark = watermark
             ctx.due = due
             ctx.params = self.config.params()
             ctx._rule = name

@@ -153,6 +153,9 @@ class Reading:
     household_id: str | None = None
     building_id: str | None = None
     grid_id: str | None = None
+    # The collector that put it on the bus (its name): the rules hold their timers until every collector
+    # feeding a partition has reached the time (`rules.processor`, source watermarks). None off the bus.
+    source: str | None = None
 
     @property
     def key(self) -> str:

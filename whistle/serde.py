@@ -25,21 +25,23 @@ from whistle.domain import (
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def encode_reading(r: Reading) -> bytes:
-    return _dumps(
-        {
-            "d": r.device_id,
-            "t": r.device_type.value,
-            "c": r.channel.value,
-            "ts": r.ts,
-            "rx": r.received_at,
-            "v": r.values,
-            "q": r.seq,
-            "h": r.household_id,
-            "b": r.building_id,
-            "g": r.grid_id,
-        }
-    ).encode()
+def encode_reading(r: Reading, source: str | None = None) -> bytes:
+    """A reading's bus record; `source` names the collector publishing it (kept as `Reading.source`)."""
+    o = {
+        "d": r.device_id,
+        "t": r.device_type.value,
+        "c": r.channel.value,
+        "ts": r.ts,
+        "rx": r.received_at,
+        "v": r.values,
+        "q": r.seq,
+        "h": r.household_id,
+        "b": r.building_id,
+        "g": r.grid_id,
+    }
+    if source is not None:
+        o["s"] = source
+    return _dumps(o).encode()
 
 
 def decode_reading(raw: bytes) -> Reading:
@@ -55,6 +57,7 @@ def decode_reading(raw: bytes) -> Reading:
         household_id=o["h"],
         building_id=o["b"],
         grid_id=o["g"],
+        source=o.get("s"),
     )
 
 

@@ -1,0 +1,119 @@
+"""Source watermarks: several collectors feed one partition, and one of them falls behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+
+from rules.catalog import BULK_RULES
+from rules.engine import dump_state, load_state
+from rules.processor import PartitionState, Processor
+from tests.rules.support import HOUR, MIN, T0, reading
+from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
+from whistle.serde import decode_reading, encode_reading
+
+
+def water(device: str, ts: int, source: str | None) -> Reading:
+    r = reading(device, DeviceType.WATER, Channel.DATA, ts, {"total_m3": 1.0}, household="RJ-H1")
+    return dataclasses.replace(r, source=source)
+
+
+def offline(out: list[Detection]) -> list[tuple[str, str, int]]:
+    return [(d.subject_id, d.action.value, d.ts) for d in out if d.kind is AlarmKind.DEVICE_OFFLINE]
+
+
+def through(source: str, devices: tuple[str, ...], hours: int, stop_at: int | None = None) -> Iterator[Reading]:
+    """`devices` reading every 15 min for `hours`, published by collector `source` (each up to `stop_at`)."""
+    for i in range(hours * 4):
+        ts = T0 + i * 15 * MIN
+        for d in devices:
+            if stop_at is None or ts < stop_at:
+                yield water(d, ts, source)
+
+
+def run(proc: Processor, readings: list[Reading]) -> list[tuple[str, str, int]]:
+    part, out = PartitionState(), []
+    for r in readings:
+        proc.process(part, r, out)
+    return offline(out)
+
+
+def stalled(ahead: list[Reading], behind: list[Reading], at: int) -> list[Reading]:
+    """Both collectors in step until `at`, then `behind` stalls while `ahead` runs to its end, then catches up
+    (a flat-out backfill through two collectors, one of them held up for a few seconds)."""
+    both = sorted(ahead + behind, key=lambda r: r.ts)
+    return [r for r in both if r.ts < at] + [r for r in ahead if r.ts >= at] + [r for r in behind if r.ts >= at]
+
+
+def test_a_collector_running_hours_ahead_of_another_calls_no_device_offline() -> None:
+    ahead = list(through("collector-1", ("WM-1", "WM-2"), 6))
+    behind = list(through("collector-2", ("WM-3", "WM-4"), 6))
+    assert run(Processor(BULK_RULES), sorted(ahead + behind, key=lambda r: r.ts)) == []
+    assert run(Processor(BULK_RULES), stalled(ahead, behind, T0 + 2 * HOUR)) == []
+    # without the sources that is a wave of false offline alarms: what a split deployment raised
+    unnamed = [dataclasses.replace(r, source=None) for r in stalled(ahead, behind, T0 + 2 * HOUR)]
+    assert {d for d, action, _ in run(Processor(BULK_RULES), unnamed) if action == "raise"} == {"WM-3", "WM-4"}
+
+
+def test_a_device_that_stops_behind_a_slower_collector_is_still_found() -> None:
+    stop = T0 + 3 * HOUR
+    ahead = list(through("collector-1", ("WM-1",), 8))
+    behind = [r for r in through("collector-2", ("WM-3", "WM-4"), 8) if r.device_id == "WM-3" or r.ts < stop]
+    got = run(Processor(BULK_RULES), stalled(ahead, behind, T0 + 2 * HOUR))
+    assert got == [("WM-4", "raise", stop - 15 * MIN + 45 * MIN)]
+    assert got == run(Processor(BULK_RULES), sorted(ahead + behind, key=lambda r: r.ts))
+
+
+def test_a_collector_gone_quiet_holds_the_others_back_only_for_a_while() -> None:
+    proc = Processor(BULK_RULES, source_idle_ms=10_000)
+    part, out = PartitionState(), []
+    wall = 1_000_000
+    proc.wall_ms = wall
+    proc.process(part, water("WM-9", T0, "collector-2"), out)  # collector-2's last reading, then it stops
+    for i in range(4 * 4):
+        proc.process(part, water("WM-1", T0 + i * 15 * MIN, "collector-1"), out)
+    assert offline(out) == []  # held: collector-2 may still be sending WM-9's next readings
+    proc.wall_ms = wall + 9_000
+    proc.release(part, out)
+    assert offline(out) == []
+    proc.wall_ms = wall + 11_000  # collector-2 quiet for longer than source_idle_ms: no longer waited for
+    proc.release(part, out)
+    assert offline(out) == [("WM-9", "raise", T0 + 45 * MIN)]
+    proc.process(part, water("WM-9", T0 + 4 * HOUR, "collector-2"), out)  # back: takes part again
+    assert offline(out)[-1] == ("WM-9", "clear", T0 + 4 * HOUR)
+    assert part.sources["collector-2"] == (T0 + 4 * HOUR, wall + 11_000)
+
+
+def test_sources_survive_a_snapshot_and_are_live_again_after_a_restore() -> None:
+    proc = Processor(BULK_RULES)
+    part, out = PartitionState(), []
+    proc.wall_ms = 5_000
+    proc.process(part, water("WM-1", T0, "collector-1"), out)
+    back = load_state(dump_state(part))
+    assert back.sources == {"collector-1": (T0, 5_000)}
+    proc.wall_ms = 3_600_000
+    proc.refresh_sources(back)
+    assert back.sources == {"collector-1": (T0, 3_600_000)}
+    proc.wall_ms = 2 * 86_400_000
+    proc.refresh_sources(back)
+    assert back.sources == {}  # quiet for a day: forgotten
+
+
+def test_the_bus_record_names_its_collector() -> None:
+    r = water("WM-1", T0, None)
+    assert decode_reading(encode_reading(r, "collector-2")).source == "collector-2"
+    assert b'"s"' not in encode_reading(r)
+    assert decode_reading(encode_reading(r)).source is None
+
+
+def test_a_device_whose_messages_are_shared_between_collectors_is_not_offline_when_one_falls_behind() -> None:
+    # a shared subscription hands each message to one collector or the other, whatever its device
+    rng = random.Random(5)
+    devices = tuple(f"WM-{i}" for i in range(8))
+    readings = [dataclasses.replace(r, source=rng.choice(("c-1", "c-2"))) for r in through("x", devices, 8)]
+    ahead = [r for r in readings if r.source == "c-1"]
+    behind = [r for r in readings if r.source == "c-2"]
+    assert run(Processor(BULK_RULES), readings) == []
+    # the older readings coming late through the slow collector must not bring a deadline forward
+    assert run(Processor(BULK_RULES), stalled(ahead, behind, T0 + 2 * HOUR)) == []
