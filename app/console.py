@@ -58,11 +58,12 @@ class StatusLine:
         self._last = float("-inf")
         self._shown = False
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, *, now: bool = False) -> None:
+        """Show `text`; off a terminal only every `every_s` unless `now` (a change worth a line of its own)."""
         if self.tty:
             self.stream.write("\r\x1b[2K" + text)
             self._shown = True
-        elif time.monotonic() - self._last >= self.every_s:
+        elif now or time.monotonic() - self._last >= self.every_s:
             self.stream.write(text + "\n")
             self._last = time.monotonic()
         else:

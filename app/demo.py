@@ -161,11 +161,12 @@ async def run_demo(args: argparse.Namespace) -> int:
     status = StatusLine(sys.stdout)
 
     async def show(rt: Runtime, sim: Simulation, pub: Publisher, live_from: int, progress: BackfillProgress) -> None:
-        phase = {"name": "starting"}
+        phase = {"name": "backfill" if progress.until_ms > progress.start_ms else "live"}
         stats = LiveStats()
 
         async def refresh() -> None:
             last = (time.monotonic(), 0)
+            shown = ""
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
@@ -177,7 +178,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 t = time.monotonic()
                 rate = (c.messages - last[1]) / max(t - last[0], 1e-3)
                 last = (t, c.messages)
-                status.show(status_text(c, rate, progress, phase["name"]))
+                status.show(status_text(c, rate, progress, phase["name"]), now=phase["name"] != shown)
+                shown = phase["name"]
 
         tasks.append(asyncio.create_task(refresh(), name="demo-status"))
         rest: list[SimMessage] = []

@@ -27,15 +27,16 @@ def test_on_a_terminal_the_status_line_is_rewritten_in_place() -> None:
 
 
 def test_elsewhere_it_is_a_plain_line_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = iter([0.0, 0.0, 3.0, 10.5, 10.5])
+    clock = iter([0.0, 0.0, 3.0, 10.5, 10.5, 11.0])
     monkeypatch.setattr("app.console.time.monotonic", lambda: next(clock))
     out = io.StringIO()
     line = StatusLine(out, every_s=10.0)
     line.show("first")  # shown (at 0)
     line.show("too soon")  # 3 s later: not shown
     line.show("ten seconds on")  # shown (at 10.5)
+    line.show("live", now=True)  # a new phase: shown at once
     line.end()
-    assert out.getvalue() == "first\nten seconds on\n"
+    assert out.getvalue() == "first\nten seconds on\nlive\n"
 
 
 def test_the_log_goes_to_a_file_and_only_errors_to_the_console(
