@@ -68,6 +68,7 @@ class Counts:
     """What the status line shows of the service's state."""
 
     messages: int
+    readings: int
     alarms_open: int
     tickets_open: int
     tickets_closed: int
@@ -112,17 +113,19 @@ async def counts(rt: Runtime) -> Counts:
         )
         row = await cur.fetchone()
     assert row is not None
-    messages = rt.collector.stats.messages if rt.collector is not None else 0
-    return Counts(messages, *(int(x) for x in row))
+    s = rt.collector.stats if rt.collector is not None else None
+    return Counts(s.messages if s else 0, s.readings if s else 0, *(int(x) for x in row))
 
 
-def status_text(c: Counts, rate: float, progress: BackfillProgress | None, phase: str) -> str:
+def status_text(c: Counts, rate: tuple[float, float], progress: BackfillProgress | None, phase: str) -> str:
+    """The status line: (messages/s, readings/s), the counts, the backfill's progress while it runs."""
     head = phase
     if progress is not None and not progress.done:
         head = f"backfill {progress.share:4.0%} (street at {format_local(progress.sim_ms or progress.start_ms)})"
     return (
-        f"{head} | {rate:,.0f} msg/s | alarms open {c.alarms_open} | tickets open {c.tickets_open},"
-        f" closed {c.tickets_closed} | 疑似群租 {c.group_rental} · 独居老人 {c.lone_elder}"
+        f"{head} | {rate[0]:,.0f} msg/s, {rate[1]:,.0f} readings/s | alarms open {c.alarms_open}"
+        f" | tickets open {c.tickets_open}, closed {c.tickets_closed}"
+        f" | 疑似群租 {c.group_rental} · 独居老人 {c.lone_elder}"
     )
 
 
@@ -165,7 +168,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         stats = LiveStats()
 
         async def refresh() -> None:
-            last = (time.monotonic(), 0)
+            last = (time.monotonic(), 0, 0)
             shown = ""
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -176,8 +179,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                     log.debug("status not read", exc_info=True)
                     continue
                 t = time.monotonic()
-                rate = (c.messages - last[1]) / max(t - last[0], 1e-3)
-                last = (t, c.messages)
+                dt = max(t - last[0], 1e-3)
+                rate = ((c.messages - last[1]) / dt, (c.readings - last[2]) / dt)
+                last = (t, c.messages, c.readings)
                 status.show(status_text(c, rate, progress, phase["name"]), now=phase["name"] != shown)
                 shown = phase["name"]
 
