@@ -151,10 +151,13 @@ def _day(ms: int) -> date:
 
 async def run_demo(args: argparse.Namespace) -> int:
     """`whistle demo`: a simulated street's history, then its life, published into the whole system, embedded."""
-    if args.history_days < 0:
-        raise ValueError("--history-days must be 0 (no history) or more")
     # the storm wait is in the street's time, which runs `speed` times faster than the alerts' wall clock
     settings = Settings(demo=True, storm_wait_s=Settings().storm_wait_s / max(args.speed, 1.0))
+    if not 0 <= args.history_days <= settings.reading_horizon_days - 2:
+        raise ValueError(
+            f"--history-days must be between 0 (no history) and {settings.reading_horizon_days - 2:g}: the collector "
+            f"refuses readings older than {settings.reading_horizon_days:g} days (WHISTLE_READING_HORIZON_DAYS)"
+        )
     log_path = settings.state_dir / "logs" / "demo.log"
     log_to_file(log_path, verbose=args.verbose)
     stop = asyncio.Event()
