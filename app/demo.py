@@ -199,6 +199,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 return m.send_ms >= ebike_from or not m.topic.startswith("whistle/v1/ebike/")
 
             rest = await backfill(it, pub, stop, progress, keep=keep)
+            if stop.is_set():
+                return
             published_s = time.monotonic() - began
             phase["name"] = "history published, storing"
             settled = await stored(pub, stop, timeout_s=300.0)
@@ -276,9 +278,11 @@ async def run_demo(args: argparse.Namespace) -> int:
             asyncio.get_running_loop().call_later(args.duration, stop.set)
 
     async def stopping(rt: Runtime) -> None:
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if tasks:  # they end on `stop`; one waiting for the household job is not waited for long
+            _, late = await asyncio.wait(tasks, timeout=10.0)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         for p in publishers:
             await p.stop()
         await asyncio.sleep(1.0)  # let the last messages through the pipeline
