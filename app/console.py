@@ -43,6 +43,7 @@ def log_to_file(path: Path, *, verbose: bool) -> None:
     root.addHandler(to_file)
     root.addHandler(errors)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # a library's warnings too (logger py.warnings, level WARNING: the file only)
     install_redaction()
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)

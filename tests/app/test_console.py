@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,18 @@ def test_the_log_goes_to_a_file_and_only_errors_to_the_console(
         log = logging.getLogger("alerts.channels")
         log.warning("notify x to W-1: not delivered after 1 attempts (phone +8613912345678)")
         log.error("something broke")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # the test configuration makes warnings errors
+            warnings.warn("a library's own warning", UserWarning, stacklevel=1)
         for h in root.handlers:
             h.flush()
         text = path.read_text(encoding="utf-8")
-        assert "not delivered" in text and "something broke" in text
+        assert "not delivered" in text and "something broke" in text and "a library's own warning" in text
         assert "+8613912345678" not in text  # the redacting filter is on the file too
         err = capsys.readouterr().err
-        assert "something broke" in err and "not delivered" not in err
+        assert "something broke" in err and "not delivered" not in err and "library" not in err
     finally:
+        logging.captureWarnings(False)
         for h in list(root.handlers):
             root.removeHandler(h)
             h.close()
