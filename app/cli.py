@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="everything embedded: a simulated district, the pipeline and the screen",
         description="Everything embedded: a simulated street imported into the registry, its history backfilled "
         "over MQTT as fast as the service takes it (meters in daily batches; the household job judges the days "
-        "when it has drained), then its life live with the wall clock and a smoke drill every --incident-every "
+        "once they are stored), then its life live with the wall clock and a smoke drill every --incident-every "
         "seconds. The console shows one status line; the log goes to logs/demo.log in WHISTLE_STATE_DIR.",
     )
     demo.add_argument("--households", type=int, default=DEMO_HOUSEHOLDS, help="size of the street")
