@@ -29,6 +29,8 @@ class TicketView:
 
     ticket: Ticket
     history: tuple[TicketEvent, ...]
+    grid_name: str | None = None  # the registry's names of the ticket's grid and of its assignee
+    assignee_name: str | None = None
 
 
 def encode_cursor(at: int, row_id: str) -> str:
@@ -96,7 +98,9 @@ async def list_tickets(
         where.add("(t.created_at, t.id) < (%s, %s::uuid)", *decode_cursor(cursor))
     sql = (
         "SELECT t.*, COALESCE((SELECT array_agg(alarm_id::text ORDER BY alarm_id) FROM ticket_alarms ta "
-        f"WHERE ta.ticket_id = t.id), '{{}}') AS alarm_ids FROM tickets t{where.sql()} "
+        f"WHERE ta.ticket_id = t.id), '{{}}') AS alarm_ids, "
+        "(SELECT g.name FROM grids g WHERE g.id = t.grid_id) AS grid_name, "
+        f"(SELECT w.name FROM workers w WHERE w.id = t.assignee_id) AS assignee_name FROM tickets t{where.sql()} "
         "ORDER BY t.created_at DESC, t.id DESC LIMIT %s"
     )
     async with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -123,7 +127,8 @@ async def list_tickets(
                     )
                 )
     nxt = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return [TicketView(t, tuple(history[t.id])) for t in page], nxt
+    names = {str(r["id"]): (r["grid_name"], r["assignee_name"]) for r in rows[:limit]}
+    return [TicketView(t, tuple(history[t.id]), *names[t.id]) for t in page], nxt
 
 
 async def get_ticket(db: Database, ticket_id: str, *, scope: Scope | None = None) -> TicketView | None:

@@ -117,6 +117,8 @@ class TicketRead(BaseModel):
     closed_at: datetime | None = None
     escalation_due_at: datetime | None = None
     code: str | None = None  # the short code an SMS reply acknowledges with
+    grid_name: str | None = None  # the registry's names: the grid and the worker the ticket is assigned to
+    assignee_name: str | None = None
 
     @classmethod
     def of(cls, view: TicketView, *, masked: bool = False) -> TicketRead:
@@ -141,6 +143,8 @@ class TicketRead(BaseModel):
             closed_at=_dt(t.closed_at),
             escalation_due_at=_dt(t.escalation_due_at),
             code=str(t.short_code) if t.short_code else None,
+            grid_name=view.grid_name,
+            assignee_name=view.assignee_name,
         )
 
 

@@ -16,6 +16,7 @@ from app.console import banner, configure_logging
 from whistle.settings import Settings, SettingsError
 
 log = logging.getLogger("whistle")
+DEMO_HOUSEHOLDS = 200
 
 
 def cli_actor() -> str:
@@ -272,12 +273,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="everything embedded: a simulated district, the pipeline and the screen")
-    demo.add_argument("--households", type=int, default=200)
-    demo.add_argument("--speed", type=float, default=60.0, help="how many times faster than real life things happen")
+    demo = sub.add_parser(
+        "demo",
+        help="everything embedded: a simulated district, the pipeline and the screen",
+        description="Everything embedded: a simulated street imported into the registry, its history backfilled "
+        "over MQTT as fast as the service takes it (meters in daily batches; the household job judges the days "
+        "once they are stored), then its life live with the wall clock and a smoke drill every --incident-every "
+        "seconds. The console shows one status line; the log goes to logs/demo.log in WHISTLE_STATE_DIR.",
+    )
+    demo.add_argument("--households", type=int, default=DEMO_HOUSEHOLDS, help="size of the street")
+    demo.add_argument(
+        "--history-days",
+        type=int,
+        default=14,
+        help="local days of history backfilled before going live (0: none; the group-rental model judges 14)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="how many times faster than real life things happen live (above 1 the street starts in the past "
+        "so that its clock reaches the present when the demo ends, or after an hour)",
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop by itself after S seconds")
     demo.add_argument("--incident-every", type=float, default=20.0, help="seconds between smoke incidents")
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--seed", type=int, default=1, help="the street and its incidents (the same seed, the same street)"
+    )
 
     sub.add_parser(
         "serve",

@@ -226,6 +226,49 @@ def _take(it: Iterator[SimMessage], n: int) -> list[SimMessage]:
     return out
 
 
+@dataclass(slots=True)
+class BackfillProgress:
+    """How far a backfill is: messages handed to the publisher, and the street's time they reached."""
+
+    start_ms: int
+    until_ms: int
+    messages: int = 0
+    sim_ms: int = 0
+    done: bool = False
+
+    @property
+    def share(self) -> float:
+        span = self.until_ms - self.start_ms
+        return 1.0 if self.done or span <= 0 else min(1.0, max(0.0, (self.sim_ms - self.start_ms) / span))
+
+
+async def backfill(
+    messages: Iterator[SimMessage],
+    publisher: Publisher,
+    stop: asyncio.Event,
+    progress: BackfillProgress,
+    *,
+    keep: Callable[[SimMessage], bool] | None = None,
+) -> list[SimMessage]:
+    """Publish the messages sent before `progress.until_ms` as fast as the broker acknowledges them (those
+    `keep` refuses are skipped); returns the messages of the chunk read past it, for the live run to go on with."""
+    while not stop.is_set():
+        chunk = await asyncio.to_thread(_take, messages, 2000)
+        if not chunk:
+            break
+        for i, m in enumerate(chunk):
+            if m.send_ms >= progress.until_ms:
+                progress.done = True
+                return chunk[i:]
+            if keep is None or keep(m):
+                await publisher.send(m.topic, m.payload)
+                progress.messages += 1
+            progress.sim_ms = m.send_ms
+        await asyncio.sleep(0)
+    progress.done = True
+    return []
+
+
 async def run_live(
     sim: Simulation,
     publisher: Publisher,
@@ -235,12 +278,18 @@ async def run_live(
     incident_every_s: float | None = 20.0,
     duration_s: float | None = None,
     on_incident: Callable[[dict[str, Any]], None] | None = None,
+    clock: LiveClock | None = None,
+    messages: Iterator[SimMessage] | None = None,
+    stats: LiveStats | None = None,
 ) -> LiveStats:
-    """Publish `sim` paced by a `LiveClock` (and the smoke drill) until `stop`, `duration_s` or its end."""
-    clock = LiveClock(sim.start_ms, speed)
+    """Publish `sim` paced by a `LiveClock` (and the smoke drill) until `stop`, `duration_s` or its end.
+
+    `clock` defaults to one starting at the simulation's start; `messages` to all of the simulation's (after
+    a `backfill`: what it left, then the rest)."""
+    clock = clock or LiveClock(sim.start_ms, speed)
     drill = SmokeDrill(sim.district, sim.seed, incident_every_s) if incident_every_s else None
-    stats = LiveStats()
-    it = sim.messages()
+    stats = stats or LiveStats()
+    it = messages if messages is not None else sim.messages()
     queue: deque[SimMessage] = deque()
     extra: list[SimMessage] = []  # drill follow-ups waiting for their time
     exhausted = False

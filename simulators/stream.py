@@ -62,6 +62,9 @@ class TrafficOptions:
 
     nbiot_share: float = 0.0  # water meters on NB-IoT, uploading their readings once a day
     power_batch_share: float = 0.0  # power meters whose readings the utility shares once a day, in one batch
+    # batching meters batch only readings before this instant: they upload what they hold with their first
+    # reading from it on and deliver every reading on its own after it (the demo: history in daily batches, then live)
+    batch_until_ms: int | None = None
     late_share: float = 0.0  # messages delivered late, out of order
     late_median_s: float = 120.0
     late_max_s: float = 6 * 3600.0
@@ -354,10 +357,18 @@ class _Emitter:
         h1: int,
     ) -> None:
         """One meter reading (0 water, 1 power): into the day's batch, or delivered on its own."""
-        if batched:
+        until = self.o.batch_until_ms
+        if batched and (until is None or t < until):
             self.buffers.setdefault(meter * self.d.n_households + h, []).append(payload)
             self.stats.readings += 1
             return
+        if (
+            batched and until is not None
+        ):  # past `batch_until_ms`: what the meter holds goes up now, then it reports live
+            key = meter * self.d.n_households + h
+            buf = self.buffers.get(key)
+            if buf:
+                self._batches(key, buf, int(until), out, h1)
         is_late = late is not None and late[meter, h]
         self._deliver(rng, out, t, lat_l[meter][h], is_late, topic, payload, h1, ("water", "power")[meter])
 

@@ -101,6 +101,7 @@ async def test_alarms_and_tickets_list_filter_and_page(client: httpx.AsyncClient
     tickets = (await client.get("/api/v1/tickets", params={"status": "dispatched"}, headers=AUTH)).json()
     (t,) = tickets["items"]
     assert t["alarm_ids"] == [a["id"]] and t["assignee_id"] == "W-09"
+    assert (t["grid_name"], t["assignee_name"]) == ("微网格01", "赵某")  # the registry's names, for people to read
     assert t["history"][0]["action"] == "dispatched"
     assert (await client.get("/api/v1/tickets", params={"status": "resolved"}, headers=AUTH)).json()["items"] == []
     assert (await client.get("/api/v1/alarms", params={"kind": "elevator.trapped"}, headers=AUTH)).json() == {

@@ -142,6 +142,8 @@ async def test_whistle_demo_shows_a_ticket_with_the_printed_token(tmp_path: Path
         "3",
         "--households",
         "24",
+        "--history-days",
+        "0",  # live from the start (tests/e2e/test_demo.py runs the history)
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -23,7 +23,7 @@ from simulators.scenario import (
     OFFLINE,
     TRAPPED,
 )
-from simulators.stream import Simulation, TrafficOptions
+from simulators.stream import SimMessage, Simulation, TrafficOptions
 from simulators.timebase import parse_start
 from tests.simulators.conftest import Run
 from whistle.timeutil import DAY_MS
@@ -273,3 +273,32 @@ def test_tiny_streets_run_with_every_option(households: int) -> None:
     malformed = sum(json.loads(x)["kind"] == MALFORMED for x in sim.truth_lines())
     rejected = sum(bool(decode_message(m.topic, m.payload, received_at=m.send_ms).rejected) for m in msgs)
     assert msgs and sim.stats.batches >= 2 * households and rejected <= malformed
+
+
+def test_meters_batch_until_an_instant_then_report_live_with_nothing_lost() -> None:
+    """The demo's traffic: history in daily batches, then every reading on its own from `batch_until_ms`."""
+    d = build_district(6, seed=4)
+    t0 = parse_start("2026-03-02")
+    until = t0 + 2 * DAY_MS + 10 * 3_600_000  # 10:00 on the third day
+    end = until + 6 * 3_600_000
+    batched = TrafficOptions(nbiot_share=1.0, power_batch_share=1.0, batch_until_ms=until)
+    msgs = list(Simulation(d, start_ms=t0, end_ms=end, seed=4, options=batched).messages())
+    plain = list(Simulation(d, start_ms=t0, end_ms=end, seed=4).messages())
+
+    def readings(ms: list[SimMessage]) -> set[tuple[str, int]]:
+        out = set()
+        for m in ms:
+            if m.topic.split("/")[2] in ("water", "power") and m.topic.endswith("/data"):
+                doc = json.loads(m.payload)
+                out |= {(m.topic, r["ts"]) for r in doc.get("batch", [doc])}
+        return out
+
+    assert readings(msgs) == readings(plain)  # the same readings, however delivered
+    meters = [m for m in msgs if m.topic.split("/")[2] in ("water", "power") and m.topic.endswith("/data")]
+    before = [m for m in meters if m.send_ms < until]
+    after = [m for m in meters if m.send_ms >= until + 3_600_000]
+    assert before and all(b'"batch"' in m.payload for m in before)  # history: daily uploads only
+    assert after and not any(b'"batch"' in m.payload for m in after)  # live: one reading a message
+    for m in meters:  # the batch held at the switch goes up with the meter's first reading after it
+        if b'"batch"' in m.payload and m.send_ms >= until:
+            assert m.send_ms < until + 3_600_000

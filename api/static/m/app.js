@@ -563,6 +563,14 @@
     }
     var tap = /^\/m\/a\/([A-Za-z0-9_-]+)$/.exec(location.pathname);
     if (tap) { oneTap(tap[1]); return; }
+    var link = /^#token=([^&]+)$/.exec(location.hash);  // `whistle demo` prints /m/#token=…: signed in once, not kept
+    if (link) {
+      history.replaceState(null, "", location.pathname);
+      api("POST", "/api/v1/session", { token: decodeURIComponent(link[1]) }).then(function (r) {
+        if (r.ok) start(r.data); else { needSignIn(); text($("si-error"), "链接中的令牌无效或已过期"); }
+      }, function () { needSignIn(); text($("si-error"), "网络不可用"); });
+      return;
+    }
     api("GET", "/api/v1/me").then(function (r) {
       if (r.ok) start(r.data); else needSignIn();
     }, function () { needSignIn(); text($("si-error"), "网络不可用"); });

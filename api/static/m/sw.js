@@ -10,7 +10,7 @@
  */
 "use strict";
 
-var CACHE = "whistle-worker-v1";
+var CACHE = "whistle-worker-v2";  // a new name for each change of the shell: the old one is dropped
 var SHELL = ["/m/", "/m/app.js", "/m/app.css", "/m/manifest.webmanifest", "/m/icons/icon-192.png", "/m/icons/icon-512.png"];
 var SEV = { critical: "紧急", major: "重要", minor: "一般", warning: "提示" };
 
