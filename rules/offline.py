@@ -1,8 +1,11 @@
 """`device.offline`: nothing received from a device for longer than its reporting allows.
 
-A live device is judged in its own event time: it is offline when none of its readings falls in
-`allowed` after one of them (`intervals_s`: three missed 15-min meter readings, a missed daily
-smoke heartbeat, ...), decided once the watermark has passed that time (`rules.processor`: every
+A live device is judged by when its readings arrive, in event time: each is stamped with its
+collector's clock at arrival (the latest event time that collector has delivered to the partition,
+`ctx.source_clock`), and the device is offline when no stamp falls within `allowed` (plus the
+lateness) after one of them (`intervals_s`: three missed 15-min meter readings, a missed daily smoke
+heartbeat, ...) — a reading delivered late is a gap as a missing one is — decided once the
+watermark has passed that time (`rules.processor`: every
 collector feeding the partition has reached it, less the lateness), so readings that come out of
 order — through two collectors of a shared subscription, one behind the other — raise what they
 would in order. Its readings beyond the watermark wait, in order, in `ahead`; a return that is
@@ -41,8 +44,8 @@ class OfflineState:
     building_id: str | None = None
     device_type: str = ""
     allowed_ms: int = 0
-    cover: int = -1  # a live device: its latest reading up to which none of its readings is missing
-    ahead: list[int] = field(default_factory=list)  # its readings after `cover`, in order
+    cover: int = -1  # a live device: the latest arrival stamp up to which none is missing
+    ahead: list[int] = field(default_factory=list)  # its arrival stamps after `cover`, in order
     will_due: int = -1  # an offline will's deadline (-1: none)
     will_ts: int = 0
 
@@ -114,24 +117,25 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         st.due = max(st.due, clock + allowed)  # never earlier than a later upload set it
         _arm(st, ctx, st.due)
         return [_back(r.device_id, st, r.ts)] if st.offline else None
+    t = clock  # when it arrived, in its collector's event time: a reading delivered late is a gap too
     if st.offline:
-        if r.ts <= st.cover:
-            return None  # an old reading come late: not a return
-        st.cover = r.ts
-        st.ahead = [t for t in st.ahead if t > r.ts]
+        if t <= st.cover:
+            return None  # an old reading come late through a slower collector: not a return
+        st.cover = t
+        st.ahead = [a for a in st.ahead if a > t]
         _arm(st, ctx, st.cover + allowed)
         return [_back(r.device_id, st, r.ts)]
     if st.cover < 0:
-        st.cover = r.ts
-    elif r.ts <= st.cover + allowed:  # no gap before it: the device is in up to it
-        if r.ts > st.cover:
-            st.cover = r.ts
-            while st.ahead and st.ahead[0] <= st.cover + allowed:
+        st.cover = t
+    elif t <= st.cover + allowed + ctx.lateness:  # no gap before it: the device is in up to it
+        if t > st.cover:
+            st.cover = t
+            while st.ahead and st.ahead[0] <= st.cover + allowed + ctx.lateness:
                 st.cover = st.ahead.pop(0)
-    else:  # after a gap, or ahead of readings still on their way
-        i = bisect.bisect_left(st.ahead, r.ts)
-        if i == len(st.ahead) or st.ahead[i] != r.ts:
-            st.ahead.insert(i, r.ts)
+    else:  # after a gap, or ahead of readings still on their way through a slower collector
+        i = bisect.bisect_left(st.ahead, t)
+        if i == len(st.ahead) or st.ahead[i] != t:
+            st.ahead.insert(i, t)
             if len(st.ahead) > _AHEAD_MAX:
                 st.cover = st.ahead.pop(0)  # bounded: the oldest taken as in (a gap before it goes unjudged)
     _arm(st, ctx, st.cover + allowed)
@@ -163,14 +167,16 @@ def offline_timer(device_id: str, st: OfflineState, ctx: RuleContext) -> list[De
         if st.cover < 0:
             break
         limit = st.cover + allowed
-        while st.ahead and st.ahead[0] <= limit:
+        # a stamp up to the lateness past the deadline counts (a device trailing the others by minutes is
+        # not offline); once the watermark passes `limit`, every stamp up to `limit + lateness` is in
+        while st.ahead and st.ahead[0] <= limit + ctx.lateness:
             st.cover = st.ahead.pop(0)
             limit = st.cover + allowed
         if limit > known:
             if not st.offline:
                 _arm(st, ctx, limit)
             break
-        if not st.offline:  # none of its readings in (cover, limit]: it was offline from `limit`
+        if not st.offline:  # nothing arrived in (cover, limit + lateness]: it was offline from `limit`
             out.append(_raise(device_id, st, limit, st.cover))
         if not st.ahead:
             break  # the next reading clears it

@@ -77,6 +77,7 @@ class RuleContext:
         "_rule",
         "clock",
         "due",
+        "lateness",
         "params",
         "requested",
         "source_clock",
@@ -88,6 +89,7 @@ class RuleContext:
         self.clock = clock
         self.due = clock
         self.source_clock = clock
+        self.lateness = 0  # the processor's declared lateness
         self.watermark = clock  # in `on_timer`: every reading up to this event time has been judged
         self.params = params if params is not None else DEFAULTS.params()
         self.topology = topology if topology is not None else Topology()
@@ -152,6 +154,7 @@ class Processor:
         # where no source ever goes idle.
         self.wall_ms = 0
         self._ctx = RuleContext(self.topology)
+        self._ctx.lateness = lateness_ms
 
     def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
         """Take a new configuration or registry view; parameters are resolved again on next use."""
