@@ -441,6 +441,7 @@ def throughput(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Pat
                     break
             total = readings_total(d.db_url)
             dup = duplicate_readings(d.db_url)
+            size = readings_bytes(d.db_url)
             out.append(
                 {
                     "collectors": n_col,
@@ -449,6 +450,8 @@ def throughput(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Pat
                     "messages_published": published,
                     "readings_stored": total,
                     "duplicate_readings": dup,
+                    "readings_bytes": size,
+                    "bytes_per_reading": round(size / total) if total else None,
                     "dead_letters": d.api.pipeline().get("dead_letters"),
                 }
             )
@@ -483,6 +486,16 @@ def machine_busy() -> tuple[float, float]:
 def readings_total(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM readings").fetchone()
+    return int(row[0]) if row else 0
+
+
+def readings_bytes(db_url: str) -> int:
+    """On-disk bytes of the readings table: its daily partitions with their indexes and TOAST."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) + pg_total_relation_size('readings') "
+            "FROM pg_inherits WHERE inhparent = 'readings'::regclass"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -537,7 +550,7 @@ def handover_run(
     d = Deployment(work, pg_admin, registry, collectors=1, rules=2, partitions=args.partitions)
     pub = None
     try:
-        pub = Publisher(d.mqtt_url, args.households, args.seed, start_ms, [args.handover_messages])
+        pub = Publisher(d.mqtt_url, args.handover_households, args.seed, start_ms, [args.handover_messages])
         stream_ts = [t for t in pub.event_ts[0] if t is not None]
         # the probes' event time: the stream's at the moment of the kill (the publisher is paced)
         at = min(
@@ -697,6 +710,9 @@ def main() -> int:
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--no-handover", action="store_true")
     p.add_argument("--handover-messages", type=int, default=200_000)
+    p.add_argument(
+        "--handover-households", type=int, default=600, help="a smaller street: more event time, more alarms"
+    )
     p.add_argument("--handover-rate", type=float, default=5000.0)
     p.add_argument("--kill-after-s", type=float, default=15.0)
     p.add_argument("--probe-after-s", type=float, default=1.0)
@@ -733,7 +749,11 @@ def main() -> int:
             if not args.no_throughput:
                 result["throughput"] = throughput(args, pg_admin, registry, work, start_ms)
             if not args.no_handover:
-                result["handover"] = handover(args, pg_admin, registry, work, start_ms)
+                registry_h = work / "registry-handover.json"
+                district = build_district(args.handover_households, seed=args.seed)
+                registry_h.write_text(json.dumps(district.registry, ensure_ascii=False))
+                result["handover_households"] = args.handover_households
+                result["handover"] = handover(args, pg_admin, registry_h, work, start_ms)
         finally:
             with contextlib.suppress(Exception):
                 pg.stop()
