@@ -670,8 +670,10 @@ def settle(d: Deployment, *, published: int, timeout: float) -> None:
 def handover(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Path, start_ms: int) -> dict[str, Any]:
     print("== hand-over: uninterrupted", flush=True)
     base = handover_run(args, pg_admin, registry, work / "h-base", start_ms, kill=False)
-    print("== hand-over: one rule worker SIGKILLed", flush=True)
-    killed = handover_run(args, pg_admin, registry, work / "h-kill", start_ms, kill=True)
+    # --handover-control: a second run without the kill, to see how far the same input differs by itself
+    kill = not args.handover_control
+    print("== hand-over: " + ("one rule worker SIGKILLed" if kill else "uninterrupted again (control)"), flush=True)
+    killed = handover_run(args, pg_admin, registry, work / "h-kill", start_ms, kill=kill)
     a, b = set(base["alarms"]), set(killed["alarms"])
     return {
         "uninterrupted": {k: v for k, v in base.items() if k != "alarms"},
@@ -713,6 +715,7 @@ def main() -> int:
     p.add_argument(
         "--handover-households", type=int, default=600, help="a smaller street: more event time, more alarms"
     )
+    p.add_argument("--handover-control", action="store_true", help="the second hand-over run without the kill too")
     p.add_argument("--handover-rate", type=float, default=5000.0)
     p.add_argument("--kill-after-s", type=float, default=15.0)
     p.add_argument("--probe-after-s", type=float, default=1.0)
