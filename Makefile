@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens screenshot eval eval-quick tune clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-scaleout screenshot eval eval-quick tune clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench-rules: $(STAMP)
 
 bench-screens: $(STAMP)
 	$(BIN)/python scripts/bench_screens.py --alarms 1000000 --json-out docs/bench_screens.json $(ARGS)
+
+# Scale-out over a real Kafka (docs/BENCHMARKS.md "Scale-out"): 1 vs 2 collectors and rule workers, and a rule
+# worker SIGKILLed under load. About 20 minutes; it takes /tmp/whistle-bench.lock so no other benchmark measures at once.
+bench-scaleout: $(STAMP) system-deps
+	flock /tmp/whistle-bench.lock $(BIN)/python scripts/bench_scaleout.py --json-out docs/bench_scaleout.json $(ARGS)
 
 screenshot: $(STAMP) system-deps
 	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
