@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens screenshot eval eval-quick tune clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-e2e screenshot eval eval-quick tune clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench-rules: $(STAMP)
 
 bench-screens: $(STAMP)
 	$(BIN)/python scripts/bench_screens.py --alarms 1000000 --json-out docs/bench_screens.json $(ARGS)
+
+# The full job side by side (docs/BENCHMARKS.md, "Full job, side by side"): whistle serve, the roles over Kafka,
+# Node-RED 4 (npm, into .cache/nodered) and the mosquitto_sub ceiling on one stream at stepped rates, about
+# 20 minutes; under the machine's benchmark lock. `make bench-e2e ARGS=--quick`: 3 short steps (docs/bench_e2e_quick.json).
+bench-e2e: $(STAMP) system-deps
+	@command -v mosquitto_sub >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null)
+	flock /tmp/whistle-bench.lock $(BIN)/python scripts/bench_e2e.py --json-out docs/bench_e2e.json $(ARGS)
 
 screenshot: $(STAMP) system-deps
 	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
