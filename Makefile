@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-scaleout screenshot eval eval-quick tune clean
+literal:.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-scaleout bench-e2e screenshot eval eval-quick tune clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ bench-screens: $(STAMP)
 # worker SIGKILLed under load. About 20 minutes; it takes /tmp/whistle-bench.lock so no other benchmark measures at once.
 bench-scaleout: $(STAMP) system-deps
 	flock /tmp/whistle-bench.lock $(BIN)/python scripts/bench_scaleout.py --json-out docs/bench_scaleout.json $(ARGS)
+
+# The full job side by side (docs/BENCHMARKS.md, "Full job, side by side"): whistle serve, the roles over Kafka,
+# Node-RED 4 (npm, into .cache/nodered) and the mosquitto_sub ceiling on one stream at stepped rates, about
+# 20 minutes; under the machine's benchmark lock. `make bench-e2e ARGS=--quick`: 3 short steps (docs/bench_e2e_quick.json).
+bench-e2e: $(STAMP) system-deps
+	@command -v mosquitto_sub >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null)
+	flock /tmp/whistle-bench.lock $(BIN)/python scripts/bench_e2e.py --json-out docs/bench_e2e.json $(ARGS)
 
 screenshot: $(STAMP) system-deps
 	$(BIN)/python scripts/screenshot.py --out docs/screen.png $(ARGS)
