@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -29,7 +30,8 @@ def workdir() -> Iterator[Path]:
     # outside pytest's temporary root: the embedded PostgreSQL runs as its own user (see tests/conftest.py)
     path = Path(tempfile.mkdtemp(prefix="whistle-faults-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("WHISTLE_FAULTS_KEEP"):  # set: keep the logs and the state of each test
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from tests.faults.test_embedded import fire_after_recovery
 from tests.faults.workload import Workload
 from tests.kafka_broker import KafkaBroker, KafkaUnavailable, restart_kafka, start_kafka, stop_kafka
 
+pytestmark = pytest.mark.timeout(600)  # 1-2 minutes each on two shared cores; bounded anyway
+
 
 class PersistentMosquitto:
     """Mosquitto as deploy/mosquitto.conf runs it where it matters here: persistence on (a restart keeps the

@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import pytest
+
 from tests.faults.conftest import RECOVERIES, assert_same_as_reference, publish_all, wait
 from tests.faults.devices import DeviceStream
 from tests.faults.service import PARTITIONS, Deployment, Outcome
 from tests.faults.workload import LIVE_DETECTORS, Workload, live_fire
+
+# a scenario takes 1-4 minutes on two shared cores (the first also runs the session's uninterrupted run)
+pytestmark = pytest.mark.timeout(600)
 
 FIRE_DEADLINE_S = 60.0  # generous on two shared cores; the measured times are in docs/FAULTS.md
 CRITICAL_FIRST_STEP = timedelta(minutes=3)  # alerts.escalation.DEFAULT_POLICIES: critical, unless acknowledged
