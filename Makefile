@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS   ?=
 
-literal:.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-scaleout bench-e2e screenshot eval eval-quick tune clean
+.PHONY: demo test lint typecheck unit system-deps bench-ingest bench-rules bench-screens bench-scaleout bench-e2e screenshot eval eval-quick tune soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ eval-quick: $(STAMP) system-deps
 # The internal tuning harness (side door: figures NOT of record; see its docstring).
 tune: $(STAMP) system-deps
 	$(BIN)/python scripts/tune_harness.py --households 600 --days 21 --seed 7 --first-day 2026-11-03 --params scripts/eval_params.json --json-out docs/tuning/harness_seed7.json --doc docs/tuning/HARNESS.md $(ARGS)
+
+# The soak (scripts/soak.py; not a test): whistle serve for 30 minutes at 5,000 msg/s (--minutes, --rate),
+# the RSS of every process each minute, the lag, readings in against readings stored; docs/BENCHMARKS.md.
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py --json-out docs/soak.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) .whistle .pytest_cache .mypy_cache .ruff_cache

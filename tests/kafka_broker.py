@@ -274,3 +274,29 @@ def stop_kafka(broker: KafkaBroker, timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def restart_kafka(broker: KafkaBroker, *, down_s: float = 0.0, timeout: float = 60.0) -> KafkaBroker:
+    """Stop the broker cleanly, wait `down_s`, and start it again on the same ports and log directory (its
+    topics, their records and the groups' committed offsets kept); returns once it serves metadata."""
+    stop_kafka(broker)
+    time.sleep(down_s)
+    began = time.monotonic()
+    java, libs = find_java(), ensure_kafka_jars()
+    with broker.log.open("ab") as out:
+        proc = subprocess.Popen(
+            _java_cmd(java, libs, broker.workdir, "kafka.Kafka", str(broker.workdir / "server.properties")),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    again = KafkaBroker(broker.host, broker.port, proc, broker.workdir, broker.log, 0.0)
+    while True:
+        if proc.poll() is not None:
+            raise KafkaUnavailable(f"the restarted Kafka broker exited with {proc.returncode}:\n{_tail(broker.log)}")
+        if _port_open(broker.port) and _metadata_ok(again.bootstrap):
+            return KafkaBroker(broker.host, broker.port, proc, broker.workdir, broker.log, time.monotonic() - began)
+        if time.monotonic() - began > timeout:
+            stop_kafka(again)
+            raise KafkaUnavailable(f"the restarted Kafka broker did not serve metadata within {timeout} s")
+        time.sleep(0.1)
