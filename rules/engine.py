@@ -320,8 +320,7 @@ class RuleEngine:
             )
             lane.stats.gaps += start - state.offset
             state.offset = start
-        lane.processor.wall_ms = int(time.time() * 1000)
-        lane.processor.refresh_sources(state)
+        lane.processor.forget_sources(state)
         lane.parts[p] = state
         lane.marks[p] = mark
         consumer.seek(tp, state.offset)
@@ -432,7 +431,6 @@ class RuleEngine:
                     consumer.seek(tp, records[0].offset)
             raise
         wall = time.time()
-        lane.processor.wall_ms = int(wall * 1000)
         for tp, records in batches.items():
             part = lane.parts.get(tp.partition)
             if part is None or tp.partition in moved:
@@ -450,11 +448,12 @@ class RuleEngine:
         for p, part in lane.parts.items():
             idle_ms = int((wall - lane.last_record_wall.get(p, wall)) * 1000)
             target = proc.idle_clock(part, wall_ms, idle_ms)
+            quiet_at = wall_ms if idle_ms >= proc.idle_after_ms else None  # at the log's end: no arrivals coming
             before = len(lane.out)
             if target is not None:
-                proc.advance(part, target, lane.out)
+                proc.advance(part, target, lane.out, quiet_at)
             else:
-                proc.release(part, lane.out)  # what a source gone quiet was holding back
+                proc.release(part, lane.out, quiet_at)  # what a source gone quiet was holding back
             if len(lane.out) > before:
                 lane.dirty.add(p)
         await self._drain_poison(lane, stop)

@@ -11,6 +11,9 @@ order — through two collectors of a shared subscription, one behind the other 
 would in order. Its readings beyond the watermark wait, in order, in `ahead`; a return that is
 already known when the gap is judged clears the alarm at once, at the time the device came back.
 
+A reading no newer than one of the device already seen that arrives later than the lateness — one
+delivered again after a collector restarted between storing and acknowledging it — is no sign of life.
+
 A device seen delivering readings more than `batch_lag_s` behind its collector's clock — an NB-IoT
 meter that uploads a day's readings at once — is judged by arrival instead: offline when nothing
 arrives for `batch_interval_s` after the last upload. An offline will (`{"online": false}` on
@@ -99,6 +102,12 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
     if not p.enabled:
         return None
     clock = ctx.source_clock  # the time of the collector it came through: another one may be far ahead
+    will = r.channel is Channel.STATUS and r.values.get("online") is False
+    if not will and r.ts <= st.last_ts and clock - r.ts > ctx.lateness:
+        # Not newer than a reading of the device already seen, and late by more than the lateness: a reading
+        # delivered again (a collector restarted between storing and acknowledging it) or a straggler. Its
+        # first arrival was judged; taken for one now it would be a sign of life hours after the fact.
+        return None
     if clock - r.ts > p.batch_lag_s * 1000:
         st.batch = True
     st.last_ts = max(st.last_ts, r.ts)
@@ -107,7 +116,7 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         st.grid_id, st.household_id, st.building_id = r.grid_id, r.household_id, r.building_id
     allowed = int(p.batch_interval_s * 1000) if st.batch else p.interval_ms(r.device_type)
     st.allowed_ms = allowed
-    if r.channel is Channel.STATUS and r.values.get("online") is False:
+    if will:
         st.will_due, st.will_ts = clock + int(p.will_grace_s * 1000), r.ts
         _arm(st, ctx, st.will_due)
         return None

@@ -21,9 +21,16 @@ behind the others by far more than the lateness: in a flat-out backfill a second
 minutes of event time. Each reading names its collector (`Reading.source`) and the partition
 keeps each source's latest event time; timers fire only when the watermark of the slowest live
 source passes them (Flink's watermark alignment of input channels). A source that has sent
-nothing to the partition for `source_idle_ms` of wall time (a collector stopped, or with no
-devices of this partition) no longer holds the others back, and takes part again with its next
-reading. Without sources (records off the bus of an older collector) it is the partition clock.
+nothing to the partition for `source_idle_ms` (a collector stopped, or with no devices of this
+partition) no longer holds the others back, and takes part again with its next reading. That time is
+measured on the collectors' clocks — the arrival stamps (`Reading.received_at`) of the other sources'
+readings — not on the rules' own clock, so a rules process working through a backlog judges a source
+exactly as it would have live (and a replay after a restore as the first run did): a collector held up
+for a few seconds is a few seconds of the others' arrivals behind, however long the rules take to read
+them. A partition that receives nothing at all for `idle_after_ms` is at the end of its log; there the
+rules' clock stands in for the arrivals that are not coming (the collectors' clocks are assumed in step
+within a second or so, as NTP keeps them). Without sources (records off the bus of an older collector)
+it is the partition clock.
 
 Late, out-of-order and duplicate input is each rule's to judge against its own state (a
 register reading older than the last one carries no new consumption; an event older than the
@@ -119,7 +126,7 @@ class PartitionState:
     timer_seq: int = 0
     last_event: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     duplicates: int = 0
-    # per source: (its latest event time here, the wall time its latest reading was judged)
+    # per source: (its latest event time here, the latest arrival stamp of its readings here)
     sources: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -150,9 +157,6 @@ class Processor:
         self.idle_after_ms = idle_after_ms
         self.lateness_ms = lateness_ms
         self.source_idle_ms = source_idle_ms
-        # The wall time the readings being judged were read at (set by the engine each round); 0 in pure use,
-        # where no source ever goes idle.
-        self.wall_ms = 0
         self._ctx = RuleContext(self.topology)
         self._ctx.lateness = lateness_ms
 
@@ -189,8 +193,12 @@ class Processor:
         source_clock = part.clock
         if src is not None:
             seen = part.sources.get(src)
-            source_clock = r.ts if seen is None or r.ts > seen[0] else seen[0]
-            part.sources[src] = (source_clock, self.wall_ms)
+            if seen is None:
+                part.sources[src] = (r.ts, r.received_at)
+                source_clock = r.ts
+            else:
+                source_clock = r.ts if r.ts > seen[0] else seen[0]
+                part.sources[src] = (source_clock, r.received_at if r.received_at > seen[1] else seen[1])
         rules = self._by_input.get((r.device_type, r.channel))
         if rules:
             ctx = self._ctx
@@ -217,27 +225,35 @@ class Processor:
         if timers and timers[0][0] <= part.clock - self.lateness_ms and timers[0][0] <= self.watermark(part):
             self._fire(part, out)
 
-    def watermark(self, part: PartitionState) -> int:
+    def watermark(self, part: PartitionState, quiet_at: int | None = None) -> int:
         """The event time up to which this partition's timers may fire: the slowest live source's, less the
-        lateness."""
+        lateness. A source is live while the newest arrival stamp on the partition — or `quiet_at`, the rules'
+        clock, once the partition has gone quiet at the end of its log — is within `source_idle_ms` of its
+        own."""
         low = part.clock
-        if part.sources:
-            wall, idle = self.wall_ms, self.source_idle_ms
-            for ts, seen_wall in part.sources.values():
-                if ts < low and wall - seen_wall <= idle:
+        sources = part.sources
+        if sources:
+            newest = max(arrived for _, arrived in sources.values())
+            if quiet_at is not None and quiet_at > newest:
+                newest = quiet_at
+            idle = self.source_idle_ms
+            for ts, arrived in sources.values():
+                if ts < low and newest - arrived <= idle:
                     low = ts
         return low - self.lateness_ms
 
-    def release(self, part: PartitionState, out: list[Detection]) -> None:
-        """Fire the timers a source gone idle was holding back (called every round, records or not)."""
-        if part.timers and part.timers[0][0] <= self.watermark(part):
-            self._fire(part, out)
+    def release(self, part: PartitionState, out: list[Detection], quiet_at: int | None = None) -> None:
+        """Fire the timers a source gone idle was holding back (called every round, records or not;
+        `quiet_at`: the rules' clock, when the partition has been quiet for `idle_after_ms`)."""
+        if part.timers and part.timers[0][0] <= self.watermark(part, quiet_at):
+            self._fire(part, out, quiet_at)
 
-    def refresh_sources(self, part: PartitionState) -> None:
-        """After a restore: the sources of a snapshot are live again from now (a replay judges its records as
-        they were judged live), and those idle for a day are forgotten."""
-        wall = self.wall_ms
-        part.sources = {s: (ts, wall) for s, (ts, seen) in part.sources.items() if wall - seen <= _SOURCE_FORGOTTEN_MS}
+    def forget_sources(self, part: PartitionState) -> None:
+        """Drop the sources quiet for a day behind the partition's newest arrival (a collector renamed or
+        removed); called after a restore."""
+        if part.sources:
+            newest = max(arrived for _, arrived in part.sources.values())
+            part.sources = {s: v for s, v in part.sources.items() if newest - v[1] <= _SOURCE_FORGOTTEN_MS}
 
     def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
         out: list[Detection] = []
@@ -245,11 +261,11 @@ class Processor:
             self.process(part, r, out)
         return out
 
-    def advance(self, part: PartitionState, clock: int, out: list[Detection]) -> None:
+    def advance(self, part: PartitionState, clock: int, out: list[Detection], quiet_at: int | None = None) -> None:
         """Move the partition clock forward to `clock` (never back) and fire what is due."""
         part.clock = max(part.clock, clock)
         if part.timers and part.timers[0][0] <= part.clock:
-            self._fire(part, out)
+            self._fire(part, out, quiet_at)
 
     def idle_clock(self, part: PartitionState, wall_ms: int, idle_ms: int) -> int | None:
         """The clock a quiet partition should follow, or None to leave it (see the module notes)."""
@@ -260,11 +276,11 @@ class Processor:
         target = wall_ms - self.idle_after_ms
         return target if target > part.clock else None
 
-    def _fire(self, part: PartitionState, out: list[Detection]) -> None:
+    def _fire(self, part: PartitionState, out: list[Detection], quiet_at: int | None = None) -> None:
         ctx = self._ctx
         ctx._part = part
         timers = part.timers
-        watermark = self.watermark(part)
+        watermark = self.watermark(part, quiet_at)
         aligned = watermark + self.lateness_ms  # the time every live source has reached: a timer's "now"
         while timers and timers[0][0] <= watermark:
             due, _, name, key = heapq.heappop(timers)

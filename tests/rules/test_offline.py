@@ -120,3 +120,32 @@ def test_a_device_trailing_the_others_by_minutes_is_not_offline() -> None:
         strict.process(part, reading("WM-1", DeviceType.WATER, Channel.DATA, ts + lead, {"total_m3": 1.0}), out)
         strict.process(part, reading("EB-1", DeviceType.EBIKE, Channel.DATA, ts, {"power_w": 3.0}), out)
     assert [x[0] for x in offline(out)][:1] == ["EB-1"]
+
+
+def test_readings_delivered_again_after_a_restart_are_no_sign_of_life() -> None:
+    # What the Kafka SIGKILL fault scenario meets (tests/faults/test_brokers.py): the collector stored and
+    # published readings, was killed before acknowledging them, and the broker delivers them again to the
+    # next one — hours of event time behind the stream, in a backfill. The offline rule took them for arrivals
+    # at that late time (a meter silent from 07:00 was "seen" at 09:00), or for a batch uploader's, and never
+    # called the meter offline. They must change nothing.
+    def stream(repeat_from: int | None) -> list[Reading]:
+        out: list[Reading] = []
+        for i in range(4 * 18):  # 18 hours of quarter hours; WM-2 silent from 07:00 to 11:00
+            ts = T0 + i * 15 * MIN
+            out.append(water("WM-1", ts, total=1.0 + i))
+            if not T0 + 7 * HOUR <= ts < T0 + 11 * HOUR:
+                out.append(water("WM-2", ts, total=1.0 + i))
+            if repeat_from is not None and ts == T0 + 9 * HOUR:  # killed here: the last five hours come again
+                out += [r for r in out if repeat_from <= r.ts <= ts]
+        return out
+
+    def judged(readings: list[Reading]) -> list[tuple[str, str, int]]:
+        proc, part, out = Processor(BULK_RULES), PartitionState(), []
+        for r in readings:
+            proc.process(part, r, out)
+        return offline(out)
+
+    once = judged(stream(None))
+    assert once == [("WM-2", "raise", T0 + 7 * HOUR + 30 * MIN), ("WM-2", "clear", T0 + 11 * HOUR)]
+    assert judged(stream(T0 + 4 * HOUR)) == once
+    assert judged(stream(T0 + 8 * HOUR + 45 * MIN)) == once  # a few minutes again: nothing either

@@ -13,9 +13,11 @@ from tests.rules.support import HOUR, MIN, T0, reading
 from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
 from whistle.serde import decode_reading, encode_reading
 
+BACKFILL_AT = T0 + 30 * 24 * HOUR  # a backfill arrives days after its event times, all within seconds
 
-def water(device: str, ts: int, source: str | None) -> Reading:
-    r = reading(device, DeviceType.WATER, Channel.DATA, ts, {"total_m3": 1.0}, household="RJ-H1")
+
+def water(device: str, ts: int, source: str | None, arrived: int = BACKFILL_AT) -> Reading:
+    r = reading(device, DeviceType.WATER, Channel.DATA, ts, {"total_m3": 1.0}, household="RJ-H1", received_at=arrived)
     return dataclasses.replace(r, source=source)
 
 
@@ -65,39 +67,66 @@ def test_a_device_that_stops_behind_a_slower_collector_is_still_found() -> None:
     assert got == run(Processor(BULK_RULES), sorted(ahead + behind, key=lambda r: r.ts))
 
 
-def test_a_collector_gone_quiet_holds_the_others_back_only_for_a_while() -> None:
+def held_up(proc: Processor, part: PartitionState, out: list[Detection], arrivals: list[int]) -> None:
+    """collector-2's last reading (WM-9 at T0, arrived at 0), then collector-1's readings of WM-1 every quarter
+    hour of event time, arriving at the given times (a backfill: hours of event time in seconds)."""
+    proc.process(part, water("WM-9", T0, "collector-2", arrived=0), out)
+    for i, arrived in enumerate(arrivals):
+        proc.process(part, water("WM-1", T0 + i * 15 * MIN, "collector-1", arrived=arrived), out)
+
+
+def test_a_collector_gone_quiet_holds_the_others_back_for_source_idle_ms_of_their_arrivals() -> None:
     proc = Processor(BULK_RULES, source_idle_ms=10_000)
     part, out = PartitionState(), []
-    wall = 1_000_000
-    proc.wall_ms = wall
-    proc.process(part, water("WM-9", T0, "collector-2"), out)  # collector-2's last reading, then it stops
-    for i in range(4 * 4):
-        proc.process(part, water("WM-1", T0 + i * 15 * MIN, "collector-1"), out)
+    held_up(proc, part, out, [i * 500 for i in range(16)])  # four hours of event time arriving within 7.5 s
     assert offline(out) == []  # held: collector-2 may still be sending WM-9's next readings
-    proc.wall_ms = wall + 9_000
-    proc.release(part, out)
+    proc.process(part, water("WM-1", T0 + 4 * HOUR, "collector-1", arrived=10_000), out)
     assert offline(out) == []
-    proc.wall_ms = wall + 11_000  # collector-2 quiet for longer than source_idle_ms: no longer waited for
-    proc.release(part, out)
+    # collector-1's readings now arrive more than source_idle_ms after collector-2's last: no longer waited for
+    proc.process(part, water("WM-1", T0 + 4 * HOUR + 15 * MIN, "collector-1", arrived=10_001), out)
     assert offline(out) == [("WM-9", "raise", T0 + 45 * MIN)]
-    proc.process(part, water("WM-9", T0 + 4 * HOUR, "collector-2"), out)  # back: takes part again
+    proc.process(part, water("WM-9", T0 + 4 * HOUR, "collector-2", arrived=10_500), out)  # back: takes part again
     assert offline(out)[-1] == ("WM-9", "clear", T0 + 4 * HOUR)
-    assert part.sources["collector-2"] == (T0 + 4 * HOUR, wall + 11_000)
+    assert part.sources["collector-2"] == (T0 + 4 * HOUR, 10_500)
 
 
-def test_sources_survive_a_snapshot_and_are_live_again_after_a_restore() -> None:
-    proc = Processor(BULK_RULES)
+def test_however_long_the_rules_take_to_read_a_backlog_a_source_held_up_for_seconds_is_waited_for() -> None:
+    # The rules' own clock plays no part while records come: a rules process minutes behind judges the
+    # backlog as it would have judged it live (before, a split deployment under load called the held-up
+    # collector's devices offline: its readings were more than 10 s of the rules' reading time apart).
+    proc = Processor(BULK_RULES, source_idle_ms=10_000)
     part, out = PartitionState(), []
-    proc.wall_ms = 5_000
-    proc.process(part, water("WM-1", T0, "collector-1"), out)
+    held_up(proc, part, out, [4_000 + i * 10 for i in range(16)])  # collector-2 held up 4 s
+    proc.release(part, out)  # a round with no records, not yet quiet for idle_after_ms
+    assert offline(out) == []
+    proc.process(part, water("WM-9", T0 + 15 * MIN, "collector-2", arrived=4_500), out)
+    assert offline(out) == []
+
+
+def test_a_partition_quiet_at_the_end_of_its_log_stops_waiting_by_the_rules_clock() -> None:
+    proc = Processor(BULK_RULES, source_idle_ms=10_000)
+    part, out = PartitionState(), []
+    held_up(proc, part, out, [i * 10 for i in range(16)])
+    proc.release(part, out, quiet_at=9_000)
+    assert offline(out) == []
+    proc.release(part, out, quiet_at=11_000)  # nothing from collector-2 for 11 s, and nothing else coming
+    assert offline(out) == [("WM-9", "raise", T0 + 45 * MIN)]
+
+
+def test_sources_survive_a_snapshot_and_a_replay_judges_them_as_the_first_run() -> None:
+    proc = Processor(BULK_RULES, source_idle_ms=10_000)
+    part, out = PartitionState(), []
+    held_up(proc, part, out, [i * 500 for i in range(8)])
     back = load_state(dump_state(part))
-    assert back.sources == {"collector-1": (T0, 5_000)}
-    proc.wall_ms = 3_600_000
-    proc.refresh_sources(back)
-    assert back.sources == {"collector-1": (T0, 3_600_000)}
-    proc.wall_ms = 2 * 86_400_000
-    proc.refresh_sources(back)
-    assert back.sources == {}  # quiet for a day: forgotten
+    assert back.sources == part.sources == {"collector-2": (T0, 0), "collector-1": (T0 + 105 * MIN, 3_500)}
+    proc.forget_sources(back)
+    assert back.sources == part.sources  # a restore hours later changes nothing: the stamps are the input's
+    rest = [water("WM-1", T0 + i * 15 * MIN, "collector-1", arrived=i * 500) for i in range(8, 24)]
+    first = proc.process_many(part, rest)
+    assert offline(first) == offline(proc.process_many(back, rest)) == [("WM-9", "raise", T0 + 45 * MIN)]
+    proc.process(back, water("WM-1", T0 + 30 * HOUR, "collector-1", arrived=2 * 86_400_000), out)
+    proc.forget_sources(back)
+    assert set(back.sources) == {"collector-1"}  # collector-2 quiet for a day of arrivals: forgotten
 
 
 def test_the_bus_record_names_its_collector() -> None:
