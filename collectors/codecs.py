@@ -92,6 +92,7 @@ class Result:
     device_type: DeviceType | None = None
     accepted: list[Decoded] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    batched: bool = False  # a `{"batch": [...]}` message: its device uploads buffered readings
 
 
 # Field specifications --------------------------------------------------------------------
@@ -288,6 +289,7 @@ def decode_message(topic: str, payload: bytes, *, received_at: int, limits: Limi
                 raise _Invalid(Reason.BAD_BATCH, 'a batch is {"batch": [object, ...]} and nothing else')
             if len(batch) > lim.max_batch_items:
                 raise _Invalid(Reason.BATCH_TOO_LARGE, f"{len(batch)} objects > {lim.max_batch_items}")
+            result.batched = True
             for i, obj in enumerate(batch):
                 try:
                     result.accepted.append(_decode_object(obj, device_type, device_id, channel, received_at, lim))

@@ -145,6 +145,7 @@ async def decode_batch(messages: Sequence[MqttMessage], directory: DeviceDirecto
                 place.household_id,
                 place.building_id,
                 place.grid_id,
+                batched=res.batched,
             )
             key = (d.device_id, d.ts, d.channel, stored_seq(r))
             if key in seen:

@@ -14,8 +14,9 @@ already known when the gap is judged clears the alarm at once, at the time the d
 A reading no newer than one of the device already seen that arrives later than the lateness — one
 delivered again after a collector restarted between storing and acknowledging it — is no sign of life.
 
-A device seen delivering readings more than `batch_lag_s` behind its collector's clock — an NB-IoT
-meter that uploads a day's readings at once — is judged by arrival instead: offline when nothing
+A device seen uploading a `{"batch": [...]}` message, or delivering readings more than `batch_lag_s`
+behind its collector's clock — an NB-IoT meter that uploads a day's readings at once, a sensor that
+buffers an hour — is judged by arrival instead: offline when nothing
 arrives for `batch_interval_s` after the last upload. An offline will (`{"online": false}` on
 `status`) sets a deadline `will_grace_s` from now, so a device that reconnects at once raises
 nothing. The next message from an offline device clears it.
@@ -108,7 +109,7 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         # delivered again (a collector restarted between storing and acknowledging it) or a straggler. Its
         # first arrival was judged; taken for one now it would be a sign of life hours after the fact.
         return None
-    if clock - r.ts > p.batch_lag_s * 1000:
+    if r.batched or clock - r.ts > p.batch_lag_s * 1000:
         st.batch = True
     st.last_ts = max(st.last_ts, r.ts)
     if st.device_type == "":

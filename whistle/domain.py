@@ -156,6 +156,9 @@ class Reading:
     # The collector that put it on the bus (its name): the rules hold their timers until every collector
     # feeding a partition has reached the time (`rules.processor`, source watermarks). None off the bus.
     source: str | None = None
+    # It came in a `{"batch": [...]}` message: its device uploads buffered readings (the offline rule then
+    # judges it by its uploads, not by each reading).
+    batched: bool = False
 
     @property
     def key(self) -> str:

@@ -41,6 +41,8 @@ def encode_reading(r: Reading, source: str | None = None) -> bytes:
     }
     if source is not None:
         o["s"] = source
+    if r.batched:
+        o["B"] = 1
     return _dumps(o).encode()
 
 
@@ -58,6 +60,7 @@ def decode_reading(raw: bytes) -> Reading:
         building_id=o["b"],
         grid_id=o["g"],
         source=o.get("s"),
+        batched=bool(o.get("B")),
     )
 
 

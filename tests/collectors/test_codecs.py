@@ -107,6 +107,8 @@ def test_batch_keeps_good_objects_and_rejects_bad_ones_individually() -> None:
     assert reasons(res) == ["out_of_range"]
     assert res.rejected[0].detail.startswith("batch[2]:")
     assert json.loads(res.rejected[0].payload) == batch[2]
+    assert res.batched  # its device uploads buffered readings (the offline rule judges it by its uploads)
+    assert not dec("whistle/v1/water/WM-000001/data", batch[0]).batched
 
 
 def test_boolean_is_not_a_number() -> None:

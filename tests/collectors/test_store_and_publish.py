@@ -137,3 +137,30 @@ async def test_on_the_durable_log_a_redelivered_batch_is_on_the_bus_once(db: Dat
         assert sum(await bus.end_offsets_async(TOPIC_READINGS)) == 1
         assert await scalar(db, "SELECT count(*) FROM readings") == 1
         await asyncio.sleep(0)
+
+
+async def test_readings_of_a_batch_message_reach_the_bus_marked_as_batched(
+    mosquitto: MosquittoBroker, db: Database, publisher: Publisher
+) -> None:
+    await import_registry(db, parse_registry(small_registry()))
+    async with MemoryBus(partitions=4) as bus:
+        running = await start_collector(mosquitto, db, bus, f"batched-{uuid.uuid4().hex[:8]}")
+        try:
+            ts = now_ms() - 3_600_000
+            batch = [{"ts": ts + i * 60_000, "seq": 10 + i, "total_m3": 2.0 + i} for i in range(3)]
+            publisher.publish("whistle/v1/water/WM-000001/data", {"batch": batch})
+            publisher.publish("whistle/v1/water/WM-000001/data", {"ts": ts + 600_000, "seq": 20, "total_m3": 9.0})
+            got = await wait_for(lambda: _some(bus, 4), timeout=20)
+        finally:
+            await stop_collector(running)
+    assert sorted((r.device_id, r.seq, r.batched) for r in got) == [
+        ("WM-000001", 10, True),
+        ("WM-000001", 11, True),
+        ("WM-000001", 12, True),
+        ("WM-000001", 20, False),
+    ]
+
+
+async def _some(bus: MemoryBus, n: int) -> list[Reading] | None:
+    got = bus_readings(bus)
+    return got if len(got) >= n else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rules.catalog import BULK_RULES
 from rules.config import RuleConfig
 from rules.processor import PartitionState, Processor
 from tests.rules.support import HOUR, MIN, T0, reading
 from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
+from whistle.serde import decode_reading, encode_reading
 
 
 def water(device: str, ts: int, total: float = 1.0, received_at: int | None = None) -> Reading:
@@ -149,3 +152,29 @@ def test_readings_delivered_again_after_a_restart_are_no_sign_of_life() -> None:
     assert once == [("WM-2", "raise", T0 + 7 * HOUR + 30 * MIN), ("WM-2", "clear", T0 + 11 * HOUR)]
     assert judged(stream(T0 + 4 * HOUR)) == once
     assert judged(stream(T0 + 8 * HOUR + 45 * MIN)) == once  # a few minutes again: nothing either
+
+
+def test_a_sensor_that_uploads_an_hour_at_a_time_is_a_batch_uploader_not_offline_every_hour() -> None:
+    # An e-bike sensor reporting every minute, buffered and uploaded once an hour as {"batch": [...]} (the
+    # CREST-driven evaluation's e-bike chargers do this): its readings arrive less than an hour late, so
+    # lateness alone does not show it is a batch uploader, and judged reading by reading it was "offline"
+    # for most of every hour. The collector marks readings of a batch message; the rule takes the mark.
+    def hours(batched: bool) -> list[tuple[str, str, int]]:
+        proc, part, out = Processor(BULK_RULES), PartitionState(), []
+        for h in range(6):
+            upload = T0 + (h + 1) * HOUR  # the hour's readings arrive together at its end
+            proc.process(part, water("WM-1", upload), out)  # another device keeps the clock moving
+            for m in range(60):
+                r = reading("EB-1", DeviceType.EBIKE, Channel.DATA, T0 + h * HOUR + m * MIN, {"power_w": 3.0})
+                proc.process(part, dataclasses.replace(r, batched=batched, received_at=upload), out)
+        return [x for x in offline(out) if x[0] == "EB-1"]
+
+    assert hours(batched=True) == []
+    assert hours(batched=False) != []  # what the evaluation met before the mark
+
+
+def test_the_bus_record_keeps_the_batched_mark() -> None:
+    r = dataclasses.replace(water("WM-1", T0), batched=True)
+    assert decode_reading(encode_reading(r)).batched
+    assert not decode_reading(encode_reading(water("WM-1", T0))).batched
+    assert b'"B"' not in encode_reading(water("WM-1", T0))
