@@ -17,14 +17,8 @@ window. That is what the counters, the assessment ranking and the silences panel
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from app.broker import free_port
 from tests.browser import chromium, until
+from tests.demo_process import running_demo
 
 READY = """
 const m = echarts.getInstanceByDom(document.getElementById('map'));
@@ -95,26 +89,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
 
-    port = free_port()
-    state = Path(tempfile.mkdtemp(prefix="whistle-screenshot-"))
-    # the demo's own settings, except how the screen looks (e.g. WHISTLE_SCREEN_TILES_URL for a basemap)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_") or k.startswith("WHISTLE_SCREEN_")}
-    env.update(WHISTLE_HTTP=f"127.0.0.1:{port}", WHISTLE_STATE_DIR=str(state))
-    exe = Path(sys.executable).with_name("whistle")
-    cmd = [str(exe), "demo", "--households", str(args.households), "--incident-every", str(args.incident_every)]
-    cmd += ["--duration", str(int(args.warmup + 180))]
-    log = state / "demo.log"
-    with log.open("wb") as out:  # a file, not a pipe: the demo's console never blocks on us
-        demo = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
-        link = None
-        deadline = time.monotonic() + 120
-        while link is None and time.monotonic() < deadline and demo.poll() is None:
-            m = re.search(r"(http://\S+/#token=\S+)", log.read_text(errors="replace"))
-            link = m.group(1) if m else None
-            time.sleep(0.5)
-        if link is None:
-            raise SystemExit("the demo printed no link:\n" + log.read_text(errors="replace")[-3000:])
+    with running_demo(
+        args.households,
+        args.incident_every,
+        int(args.warmup + 180),
+        prefix="whistle-screenshot-",
+        keep_env="WHISTLE_SCREEN_",  # how the screen looks (e.g. WHISTLE_SCREEN_TILES_URL for a basemap)
+    ) as link:
         base, token = link.split("/#token=")
         print(f"demo running at {base}/; playing the grid workers for {args.warmup:.0f} s", flush=True)
         play_workers(base, token, args.warmup, random.Random(args.seed))
@@ -126,14 +107,6 @@ def main() -> int:
             d.save_screenshot(str(args.out))
         print(f"wrote {args.out}")
         return 0
-    finally:
-        demo.send_signal(signal.SIGTERM)
-        try:
-            demo.wait(30)
-        except subprocess.TimeoutExpired:
-            demo.kill()
-            demo.wait()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

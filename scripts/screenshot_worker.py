@@ -12,13 +12,7 @@ lets the street run until one grid worker has several open tickets, answers one 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from selenium.webdriver.common.by import By
 
-from app.broker import free_port
 from tests.browser import chromium, until
+from tests.demo_process import running_demo
 
 OPEN = ("dispatched", "acknowledged", "on_site")
 LISTED = "return document.body.dataset.state === 'list' && document.querySelectorAll('#tickets .ticket').length"
@@ -64,25 +58,9 @@ def main() -> int:
     ap.add_argument("--wait", type=float, default=420.0, help="at most this long for them")
     args = ap.parse_args()
 
-    port = free_port()
-    state = Path(tempfile.mkdtemp(prefix="whistle-worker-shot-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
-    env.update(WHISTLE_HTTP=f"127.0.0.1:{port}", WHISTLE_STATE_DIR=str(state))
-    exe = Path(sys.executable).with_name("whistle")
-    cmd = [str(exe), "demo", "--households", str(args.households), "--incident-every", str(args.incident_every)]
-    cmd += ["--duration", str(int(args.wait + 240))]
-    log = state / "demo.log"
-    with log.open("wb") as out:
-        demo = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
-        link = None
-        deadline = time.monotonic() + 120
-        while link is None and time.monotonic() < deadline and demo.poll() is None:
-            m = re.search(r"(http://\S+/#token=\S+)", log.read_text(errors="replace"))
-            link = m.group(1) if m else None
-            time.sleep(0.5)
-        if link is None:
-            raise SystemExit("the demo printed no link:\n" + log.read_text(errors="replace")[-3000:])
+    with running_demo(
+        args.households, args.incident_every, int(args.wait + 240), prefix="whistle-worker-shot-"
+    ) as link:
         base, admin = link.split("/#token=")
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=10) as http:
             worker, tickets = busiest_worker(http, args.tickets, args.wait)
@@ -108,14 +86,6 @@ def main() -> int:
             d.save_screenshot(str(args.ticket_out))
         print(f"wrote {args.out} and {args.ticket_out}")
         return 0
-    finally:
-        demo.send_signal(signal.SIGTERM)
-        try:
-            demo.wait(30)
-        except subprocess.TimeoutExpired:
-            demo.kill()
-            demo.wait()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pytest
 from app.mosquitto import MOSQUITTO_CANDIDATES, find_binary
 from evaluation.frontdoor.processes import HOST, free_port, listening, log_tail
 from tests.faults.conftest import assert_same_as_reference, publish_all, wait
+from tests.faults.devices import DeviceStream
 from tests.faults.service import PARTITIONS, Deployment, Outcome
 from tests.faults.test_embedded import fire_after_recovery
 from tests.faults.workload import Workload
@@ -95,6 +96,16 @@ def subscribed(dep: Deployment) -> None:
     wait(lambda: dep.log.read_text(errors="replace").count("subscribed to") >= 2, 60, "collector subscription", dep)
 
 
+def backfill_under_way(dep: Deployment, work: Workload, share: float) -> DeviceStream:
+    """Start the deployment, post the registry, publish the backfill; returns once `share` of it is acknowledged."""
+    dep.start()
+    subscribed(dep)
+    dep.post_registry(work)
+    stream = publish_all(dep, work, "backfill")
+    stream.wait_acked(work.first(share), 120)
+    return stream
+
+
 def test_mosquitto_restarted_mid_stream(
     deployments: Callable[..., Deployment],
     mosquitto_persistent: PersistentMosquitto,
@@ -102,11 +113,7 @@ def test_mosquitto_restarted_mid_stream(
     reference: Outcome,
 ) -> None:
     dep = deployments(mqtt_url=mosquitto_persistent.url)
-    dep.start()
-    subscribed(dep)
-    dep.post_registry(work)
-    stream = publish_all(dep, work, "backfill")
-    stream.wait_acked(work.first(0.4), 120)
+    stream = backfill_under_way(dep, work, 0.4)
     mosquitto_persistent.stop()
     time.sleep(2)
     mosquitto_persistent.start()
@@ -125,11 +132,7 @@ def test_sigkill_of_whistle_serve_mid_backfill_on_mosquitto_and_kafka(
     reference: Outcome,
 ) -> None:
     dep = deployments(mqtt_url=mosquitto_persistent.url, kafka=kafka_broker[0].bootstrap)
-    dep.start()
-    subscribed(dep)
-    dep.post_registry(work)
-    stream = publish_all(dep, work, "backfill")
-    stream.wait_acked(work.first(0.5), 120)
+    stream = backfill_under_way(dep, work, 0.5)
     dep.kill()  # the devices go on publishing to Mosquitto, which keeps it for the collector's session
     dep.start()
     stream.join(300)
@@ -146,11 +149,7 @@ def test_kafka_broker_restarted_mid_stream(
     reference: Outcome,
 ) -> None:
     dep = deployments(mqtt_url=mosquitto_persistent.url, kafka=kafka_broker[0].bootstrap)
-    dep.start()
-    subscribed(dep)
-    dep.post_registry(work)
-    stream = publish_all(dep, work, "backfill")
-    stream.wait_acked(work.first(0.4), 120)
+    stream = backfill_under_way(dep, work, 0.4)
     try:
         kafka_broker.append(restart_kafka(kafka_broker[0], down_s=10.0))
     except KafkaUnavailable as exc:
