@@ -316,14 +316,23 @@ class Collector:
 
         A batch whose store committed but whose publish failed is published again whole, never stored
         again: at-least-once to the bus (consumers drop repeats by id)."""
+        prepared = await self.prepare(lane, messages)
+        if prepared is not None:
+            await self.commit(lane, *prepared)
+
+    async def prepare(self, lane: Lane, messages: Sequence[MqttMessage]) -> tuple[Sequence[MqttMessage], Batch] | None:
+        """Acknowledge what another lane handles; decode the rest (None: nothing left)."""
         if lane.skip is not None:
             skipped = [m for m in messages if lane.skip(m.topic)]
             if skipped:
                 lane.source.ack(skipped)
                 messages = [m for m in messages if not lane.skip(m.topic)]
         if not messages:
-            return
-        batch = await decode_batch(messages, self.directory, self.limits)
+            return None
+        return messages, await decode_batch(messages, self.directory, self.limits)
+
+    async def commit(self, lane: Lane, messages: Sequence[MqttMessage], batch: Batch) -> None:
+        """Store, publish and acknowledge a decoded batch."""
         fresh = await self._until_done("writing", lambda: self.write(batch), len(messages))
         if fresh is None:
             return
@@ -366,12 +375,29 @@ class Collector:
                 log.warning("reading the registry's version failed; retrying: %s", exc)
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            messages = await lane.source.get_batch(
-                self.batch_size, lane.linger_ms, timeout=0.5, max_bytes=lane.max_batch_bytes
-            )
-            if messages:
-                await self.handle(lane, messages)
+        """Two stages: the next batch is taken and decoded while the one before it is written. Batches are
+        written, published and acknowledged one at a time in the order they were taken, so a connection's
+        acknowledgements keep the order of its messages and the bus the order of each device's readings;
+        decoding (Python) overlaps the database's work on the batch before (the other core)."""
+        ready: asyncio.Queue[tuple[Sequence[MqttMessage], Batch] | None] = asyncio.Queue(maxsize=1)
+
+        async def take() -> None:
+            while not stop.is_set():
+                messages = await lane.source.get_batch(
+                    self.batch_size, lane.linger_ms, timeout=0.5, max_bytes=lane.max_batch_bytes
+                )
+                prepared = await self.prepare(lane, messages) if messages else None
+                if prepared is not None:
+                    await ready.put(prepared)
+            await ready.put(None)  # what was taken is written first (an error here cancels both stages)
+
+        async def store() -> None:
+            while (prepared := await ready.get()) is not None:
+                await self.commit(lane, *prepared)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(take(), name=f"collector:{lane.name}:take")
+            tg.create_task(store(), name=f"collector:{lane.name}:store")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume on every lane until `stop` is set."""
