@@ -165,3 +165,15 @@ def test_a_non_finite_value_rejects_only_its_own_object_in_a_batch() -> None:
     )
     assert [dict(a.values) for a in res.accepted] == [{"total_m3": 2.5}]
     assert reasons(res) == ["not_finite"] and res.rejected[0].detail.startswith("batch[0]:")
+
+
+def test_a_topic_parsed_before_gives_the_same_and_a_bad_one_is_refused_every_time() -> None:
+    from collectors import codecs
+
+    first = codecs.parse_topic("whistle/v1/water/WM-000001/data")
+    assert (
+        codecs.parse_topic("whistle/v1/water/WM-000001/data") == first == (DeviceType.WATER, "WM-000001", Channel.DATA)
+    )
+    for _ in range(2):
+        assert reasons(dec("whistle/v1/water/WM 1/data", {"ts": NOW, "total_m3": 1.0})) == ["bad_device_id"]
+    assert "whistle/v1/water/WM 1/data" not in codecs._TOPICS
