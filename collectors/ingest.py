@@ -20,8 +20,10 @@ clients must subscribe to the devices' traffic. A client id is unique within its
 connection of the same account and id takes the session over (the old one is closed, its will published).
 
 Flow control. A connection with `max_inflight` unacknowledged messages (5.0: Receive Maximum, announced in
-CONNACK) stops being read until some are acknowledged, and every connection stops being read while the
-lanes hold more than `max_queued_bytes`; reading resumes below half of either. Several collector processes
+CONNACK) stops being read until some are acknowledged — and is read again as soon as they are: the client may
+then send as many as were acknowledged (the acknowledgements of a batch come at once, so this does not flap) —
+and every connection stops being read while the lanes hold more than `max_queued_bytes`, until they hold less
+than half. Several collector processes
 can share one port (SO_REUSEPORT): the kernel spreads connections over them, a connection stays with one.
 """
 
@@ -454,8 +456,8 @@ class _Connection(asyncio.Protocol):
                 out.append(_packet(PUBREC << 4, _U16.pack(e.packet_id)))
         if out:
             self.write(b"".join(out))
-        if self.paused and len(self.pending) < self.server.max_inflight // 2 and not self.server.full:
-            self.resume()
+        if self.paused and len(self.pending) < self.server.max_inflight and not self.server.full:
+            self.resume()  # the window open again: the client may send as many as were acknowledged
 
     def pause(self) -> None:
         if self.transport is not None and not self.paused:
@@ -642,7 +644,7 @@ class IngestServer:
         if self.full and self.priority.bytes + self.bulk.bytes < self.max_queued_bytes // 2:
             self.full = False
             for c in self.connections.values():
-                if len(c.pending) < self.max_inflight // 2:
+                if len(c.pending) < self.max_inflight:
                     c.resume()
 
     def ack(self, messages: Sequence[MqttMessage]) -> None:

@@ -325,3 +325,45 @@ async def test_a_connection_with_too_many_unacknowledged_messages_is_not_read_fu
         assert await readings(db) == 2000
     finally:
         await db.stop()
+
+
+class _Transport(asyncio.Transport):
+    """Records pause/resume and writes (a connection's side of the socket, nothing sent anywhere)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+        self.written: list[bytes] = []
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_full_connection_is_read_again_as_soon_as_acknowledgements_open_its_window() -> None:
+    # A client keeps at most its window of unacknowledged messages (here the endpoint's Receive Maximum, 50):
+    # once the endpoint has them all it stops reading; every acknowledgement lets the client send one more,
+    # so reading must resume as soon as the count falls below the window. Resuming only below half of it made
+    # the effective window of a client that sends at once half the one it was given: at the line rate the
+    # bench's publisher (4 connections x 1,000) waited with half its window unused (docs/BENCHMARKS.md).
+    from collectors.ingest import _Connection
+
+    server = IngestServer(max_inflight=50)
+    conn = _Connection(server)
+    transport = _Transport()
+    conn.connection_made(transport)
+    conn.version = 4
+    tokens = [conn.track(1, i + 1) for i in range(50)]
+    assert conn.paused and not transport.reading
+    conn.acked(tokens[:10])  # one batch committed: ten acknowledged
+    assert len(conn.pending) == 40
+    assert not conn.paused and transport.reading
+    assert len(transport.written) == 1  # the ten PUBACKs in one write
