@@ -148,7 +148,6 @@ class MqttSource:
             log.error("MQTT connect refused: %s", rc)
             return
         self._connection += 1
-        self._connected.set()
         # Subscribing again on every connect is harmless with a persistent session and needed without one.
         client.subscribe([(t, 1) for t in self.topics])
 
@@ -160,6 +159,7 @@ class MqttSource:
             self._connect_error = f"subscription refused: {failed}"
             log.error("MQTT subscription refused: %s", failed)
             return
+        self._connected.set()  # connected means receiving: the broker keeps QoS 1 messages for us from here
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._ready.set)
 

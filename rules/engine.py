@@ -329,6 +329,22 @@ class RuleEngine:
         log.info("%s partition %d restored at offset %d (%d keys)", lane.topic, p, state.offset, len(state.states))
         return True
 
+    async def _behind_is_not_quiet(self, lane: Lane, idle: dict[int, int]) -> None:
+        """A partition that sent nothing this long is quiet only if its log holds nothing more for it: a worker
+        behind (a loaded machine, a fetch that served other partitions first) must not take the records it has
+        not read yet for silence — it would follow the wall clock past them and call their devices offline."""
+        try:
+            ends = await self.bus.end_offsets_async(lane.topic)
+        except Exception as exc:
+            log.warning("%s: end offsets not read (%s); no partition counts as quiet this round", lane.topic, exc)
+            ends = None
+        for p, ms in idle.items():
+            if ms < lane.processor.idle_after_ms:
+                continue
+            offset = lane.parts[p].offset
+            if ends is None or (p < len(ends) and 0 <= offset < ends[p]):
+                idle[p] = 0  # records are waiting: behind, not quiet
+
     async def _assign(self, lane: Lane, consumer: Consumer) -> set[int]:
         """Restore newly assigned partitions from their snapshots; forget revoked ones. Returns the moved ones."""
         assigned = {tp.partition for tp in consumer.assignment() if tp.topic == lane.topic}
@@ -336,6 +352,7 @@ class RuleEngine:
             del lane.parts[p]
             lane.dirty.discard(p)
             lane.marks.pop(p, None)
+            lane.last_record_wall.pop(p, None)
         moved: set[int] = set()
         for p in sorted(assigned - set(lane.parts)):
             if await self._restore(lane, consumer, TopicPartition(lane.topic, p)):
@@ -445,8 +462,12 @@ class RuleEngine:
             lane.dirty.add(tp.partition)
         wall_ms = int(wall * 1000)
         proc = lane.processor
+        # quiet since its last record, or since it was assigned (a restored partition may never hear more)
+        idle = {p: int((wall - lane.last_record_wall.setdefault(p, wall)) * 1000) for p in lane.parts}
+        if any(ms >= proc.idle_after_ms for ms in idle.values()):
+            await self._behind_is_not_quiet(lane, idle)
         for p, part in lane.parts.items():
-            idle_ms = int((wall - lane.last_record_wall.get(p, wall)) * 1000)
+            idle_ms = idle[p]
             target = proc.idle_clock(part, wall_ms, idle_ms)
             quiet_at = wall_ms if idle_ms >= proc.idle_after_ms else None  # at the log's end: no arrivals coming
             before = len(lane.out)

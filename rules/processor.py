@@ -142,7 +142,7 @@ class Processor:
         live_lag_ms: int = 3_600_000,
         idle_after_ms: int = 5_000,
         lateness_ms: int = 600_000,
-        source_idle_ms: int = 10_000,
+        source_idle_ms: int = 30_000,
     ) -> None:
         self.rules = tuple(rules)
         self._by_input: dict[tuple[DeviceType, Channel], tuple[Rule, ...]] = {}

@@ -104,6 +104,19 @@ class Api:
             return None
         return set(res.json().get("paths", {}))
 
+    def wait_receiving(self, deadline_s: float = 60.0, alive: Any = None) -> bool:
+        """Until the service's collector takes MQTT messages (`whistle_collector_mqtt_connected` in /metrics: with
+        a broker in front, a QoS 1 message published before the collector's subscription exists is dropped by the
+        broker). False when the gauge never said so within `deadline_s` (a service that does not report it)."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if alive is not None:
+                alive()
+            if self.metrics().get("whistle_collector_mqtt_connected", 0.0) >= 1:
+                return True
+            time.sleep(0.5)
+        return False
+
     def metrics(self) -> dict[str, float]:
         """GET /metrics."""
         res = self._request("GET", "/metrics", "GET /metrics")

@@ -202,6 +202,10 @@ def run_once(source: Source, opts: RunOptions) -> dict[str, Any]:
 
             t = time.monotonic()
             health = api.wait_healthy(180.0, alive=alive)
+            if not api.wait_receiving(60.0, alive=alive):
+                notes.append(
+                    "whistle_collector_mqtt_connected never said 1 in /metrics: published without waiting for it"
+                )
             stages["start"] = time.monotonic() - t
             if mqtt_listen is not None and not _wait_listening(mqtt_listen, 30.0):
                 raise SurfaceMissing(

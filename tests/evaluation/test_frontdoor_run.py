@@ -66,6 +66,8 @@ def test_published_messages_that_give_no_reading_stop_the_evaluation_naming_the_
             api = Api(config.base_url, config.admin_token)
             try:
                 api.wait_healthy(120.0, alive=lambda: service.check_running("at start"))
+                # published before the collector subscribed, Mosquitto would drop them (a CI run under load did)
+                assert api.wait_receiving(60.0, alive=lambda: service.check_running("at start"))
                 # no registry posted: every device is unknown, every reading a dead letter
                 messages = [
                     (f"whistle/v1/water/WM-{i}/data", b'{"ts": 1793635200000, "total_m3": 1.5}', 1) for i in range(5)

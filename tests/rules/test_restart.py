@@ -16,12 +16,13 @@ from alerts.service import AlertService, AlertsWorker
 from rules.engine import RuleEngine
 from tests.helpers import small_registry, wait_for
 from tests.rules.support import T0, reading
-from whistle.bus import TOPIC_PRIORITY, Bus, MemoryBus, TopicPartition
+from whistle.bus import TOPIC_PRIORITY, TOPIC_READINGS, Bus, MemoryBus, TopicPartition
 from whistle.bus_pg import PgLogBus
 from whistle.domain import Channel, DeviceType, Reading
 from whistle.registry import import_registry, parse_registry
 from whistle.serde import encode_reading
 from whistle.store.db import Database
+from whistle.timeutil import now_ms
 
 
 def smoke(seq: int, event: str, device: str = "SM-0001") -> Reading:
@@ -137,3 +138,53 @@ async def _snapshotted_at(db: Database, total: int) -> bool:
 async def _confirmed(db: Database) -> bool:
     got = await fires(db)
     return bool(got) and got[0][1] >= 2
+
+
+async def _offline(db: Database) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT subject_id FROM alarms WHERE kind = 'device.offline'")
+        return list(await cur.fetchall())
+
+
+async def test_a_partition_restored_that_hears_nothing_more_still_finds_its_device_offline(
+    registered: Database,
+) -> None:
+    # A meter reported until 58 minutes ago and then stopped (its 45 minutes ran out 13 minutes ago). The
+    # service restarts before the quiet partition has followed the wall clock: the restored partition never
+    # receives another record, so it must follow the wall clock from its assignment — before, it did so only
+    # from its first record after the restart, and the dead meter was never called offline.
+    db = registered
+    last = now_ms() - 58 * 60_000
+    meter = [
+        reading(
+            "WM-000001",
+            DeviceType.WATER,
+            Channel.DATA,
+            last - i * 15 * 60_000,
+            {"total_m3": 5.0 - i * 0.01},
+            seq=100 - i,
+            household="RJ-H000001",
+            received_at=last - i * 15 * 60_000,
+        )
+        for i in reversed(range(4))
+    ]
+    async with PgLogBus(db, partitions=4) as first_bus:
+        first = Roles(first_bus, db)
+        await first_bus.send_many(TOPIC_READINGS, [(r.key.encode(), encode_reading(r, "collector")) for r in meter])
+
+        async def snapshotted() -> bool:
+            async with db.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT coalesce(sum(next_offset), 0) FROM rule_snapshots WHERE topic = %s", (TOPIC_READINGS,)
+                )
+                row = await cur.fetchone()
+            return row is not None and int(row[0]) >= len(meter)
+
+        await wait_for(snapshotted, timeout=30, interval=0.05)
+        await first.close()  # within the 5 s a quiet partition waits before it follows the wall clock
+    assert await _offline(db) == []
+    async with PgLogBus(db, partitions=4) as second_bus:  # restarted: the same log, nothing new on it
+        second = Roles(second_bus, db)
+        found = await wait_for(lambda: _offline(db), timeout=30)
+        await second.close()
+    assert found == [("WM-000001",)]
