@@ -83,6 +83,16 @@ def assert_same_as_reference(got: Outcome, reference: Outcome, work: Workload) -
     assert [a for a in got.system if a[2] == "active"] == [], "the service still alarms about itself after recovery"
 
 
+def settled_as_reference(dep: Deployment, stream: DeviceStream, work: Workload, reference: Outcome) -> Outcome:
+    """The devices published to the end and the service settled: its outcome, checked against the uninterrupted
+    run's."""
+    stream.join(300)
+    dep.settle(work.readings)
+    got = dep.outcome()
+    assert_same_as_reference(got, reference, work)
+    return got
+
+
 def wait(cond: Callable[[], object], timeout_s: float, what: str, dep: Deployment | None = None) -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:

@@ -17,7 +17,7 @@ import pytest
 
 from app.mosquitto import MOSQUITTO_CANDIDATES, find_binary
 from evaluation.frontdoor.processes import HOST, free_port, listening, log_tail
-from tests.faults.conftest import assert_same_as_reference, publish_all, wait
+from tests.faults.conftest import publish_all, settled_as_reference, wait
 from tests.faults.devices import DeviceStream
 from tests.faults.service import PARTITIONS, Deployment, Outcome
 from tests.faults.test_embedded import fire_after_recovery
@@ -117,10 +117,8 @@ def test_mosquitto_restarted_mid_stream(
     mosquitto_persistent.stop()
     time.sleep(2)
     mosquitto_persistent.start()
-    stream.join(300)
+    settled_as_reference(dep, stream, work, reference)
     assert stream.connections >= 2
-    dep.settle(work.readings)
-    assert_same_as_reference(dep.outcome(), reference, work)
     fire_after_recovery(dep, "Mosquitto restarted")
 
 
@@ -135,9 +133,7 @@ def test_sigkill_of_whistle_serve_mid_backfill_on_mosquitto_and_kafka(
     stream = backfill_under_way(dep, work, 0.5)
     dep.kill()  # the devices go on publishing to Mosquitto, which keeps it for the collector's session
     dep.start()
-    stream.join(300)
-    dep.settle(work.readings)
-    assert_same_as_reference(dep.outcome(), reference, work)
+    settled_as_reference(dep, stream, work, reference)
     fire_after_recovery(dep, "SIGKILL of whistle serve (Mosquitto + Kafka)")
 
 
@@ -154,7 +150,5 @@ def test_kafka_broker_restarted_mid_stream(
         kafka_broker.append(restart_kafka(kafka_broker[0], down_s=10.0))
     except KafkaUnavailable as exc:
         pytest.fail(f"Kafka test broker: {exc}", pytrace=False)
-    stream.join(300)
-    dep.settle(work.readings)
-    assert_same_as_reference(dep.outcome(), reference, work)
+    settled_as_reference(dep, stream, work, reference)
     fire_after_recovery(dep, "Kafka broker restarted")

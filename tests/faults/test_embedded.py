@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.faults.conftest import RECOVERIES, assert_same_as_reference, publish_all, wait
+from tests.faults.conftest import RECOVERIES, publish_all, settled_as_reference, wait
 from tests.faults.devices import DeviceStream
 from tests.faults.service import PARTITIONS, Deployment, Outcome
 from tests.faults.workload import LIVE_DETECTORS, Workload, live_fire
@@ -53,10 +53,8 @@ def test_sigkill_of_whistle_serve_mid_backfill_loses_nothing_and_doubles_nothing
     dep.kill()  # the supervisor and every role at once, mid-backfill, messages in flight
     assert stream.acked < len(work.messages)
     dep.start()
-    stream.join(300)
+    settled_as_reference(dep, stream, work, reference)
     assert stream.connections >= 2
-    dep.settle(work.readings)
-    assert_same_as_reference(dep.outcome(), reference, work)
     # the fire ticket made before the kill kept its escalation timer: due at creation + 3 min, as the policy says
     for before in fire_ticket:
         (after,) = [t for t in dep.tickets() if t["id"] == before["id"]]
@@ -97,9 +95,7 @@ def test_postgresql_stopped_for_60_s_mid_stream(
     (after,) = [t for t in dep.tickets() if t["id"] == ticket["id"]]
     (step,) = escalations(after)
     assert when(step["at"]) - back <= ON_TIME, (step["at"], back)  # type: ignore[arg-type]
-    stream.join(300)
-    dep.settle(work.readings, timeout_s=300)
-    assert_same_as_reference(dep.outcome(), reference, work)
+    settled_as_reference(dep, stream, work, reference)
     (after,) = [t for t in dep.tickets() if t["id"] == ticket["id"]]
     assert len(escalations(after)) == 1  # the step fired once
     fire_after_recovery(dep, "PostgreSQL stopped for 60 s (embedded)")
@@ -147,10 +143,7 @@ def test_a_poison_record_on_each_topic_is_a_dead_letter_and_nothing_else_changes
     poison = poison_messages(work)
     DeviceStream(dep.device_url, poison, client_id="poisoner", deadline_s=60).start().join(60)
     bus_topics = asyncio.run(_poison_bus(dep.db_url()))  # a producer with a bug, on every topic of the bus
-    stream.join(300)
-    dep.settle(work.readings)
-    got = dep.outcome()
-    assert_same_as_reference(got, reference, work)
+    got = settled_as_reference(dep, stream, work, reference)
     assert got.dead_letters == len(poison) + len(bus_topics)
     refused = dep.sql("SELECT topic, reason FROM dead_letters ORDER BY id")
     assert sorted(t for t, _ in refused) == sorted(t for t, _ in poison)
