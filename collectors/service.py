@@ -311,15 +311,6 @@ class Collector:
                     await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def handle(self, lane: Lane, messages: Sequence[MqttMessage]) -> None:
-        """Decode, store, publish and acknowledge one batch; each step retried until it succeeds.
-
-        A batch whose store committed but whose publish failed is published again whole, never stored
-        again: at-least-once to the bus (consumers drop repeats by id)."""
-        prepared = await self.prepare(lane, messages)
-        if prepared is not None:
-            await self.commit(lane, *prepared)
-
     async def prepare(self, lane: Lane, messages: Sequence[MqttMessage]) -> tuple[Sequence[MqttMessage], Batch] | None:
         """Acknowledge what another lane handles; decode the rest (None: nothing left)."""
         if lane.skip is not None:
@@ -332,7 +323,10 @@ class Collector:
         return messages, await decode_batch(messages, self.directory, self.limits)
 
     async def commit(self, lane: Lane, messages: Sequence[MqttMessage], batch: Batch) -> None:
-        """Store, publish and acknowledge a decoded batch."""
+        """Store, publish and acknowledge a decoded batch; each step retried until it succeeds.
+
+        A batch whose store committed but whose publish failed is published again whole, never stored
+        again: at-least-once to the bus (consumers drop repeats by id)."""
         fresh = await self._until_done("writing", lambda: self.write(batch), len(messages))
         if fresh is None:
             return
