@@ -8,6 +8,15 @@ again; nothing that was acknowledged can be lost, and what is delivered twice is
 Two lanes, each its own MQTT client and loop: the priority lane subscribes only to smoke and
 elevator events, so a fire never waits behind a day's NB-IoT backfill queued in the bulk lane;
 the bulk lane subscribes to everything and acknowledges the priority topics without handling them.
+
+Source marks. A collector that names itself (`source`) puts a `SourceMark` on every partition of both
+readings topics: when it starts (nothing published yet), at once when it takes a batch after a pause, and
+every `mark_every_s` while it is busy (a batch taken within `idle_after_s`, or one not yet done with);
+and a last one, `idle`, when it stops. The rules hold a partition's timers back for every collector that
+marked itself lately, even one that has not delivered a reading there yet (`rules.processor`, sources).
+A collector says nothing when it has nothing to do: it cannot know that the broker is not about to hand
+it a share (a collector stopped just then would hold that share), so it leaves the rules to stop waiting
+for it once the others' arrivals are `source_idle_ms` past its last word.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from whistle.domain import Channel, DeadLetter, Reading
 from whistle.mqtt import MqttEndpoint
 from whistle.protocol import LIFE_SAFETY_TYPES
 from whistle.registry import DeviceDirectory
-from whistle.serde import encode_reading
+from whistle.serde import SourceMark, encode_reading, encode_source_mark
 from whistle.store.db import Database
 from whistle.store.writers import (
     DeviceStates,
@@ -41,6 +50,7 @@ from whistle.store.writers import (
     stored_seq,
     upsert_unregistered,
 )
+from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -208,6 +218,8 @@ class Collector:
         batch_size: int = 2000,
         state_flush_ms: int = 500,
         source: str | None = None,
+        mark_every_s: float = 1.0,
+        idle_after_s: float = 1.0,
     ) -> None:
         self.lanes = list(lanes)
         self.source = source  # this collector's name on its bus records (the rules' source watermarks)
@@ -220,12 +232,20 @@ class Collector:
         self.states = DeviceStates()
         self._stop: asyncio.Event | None = None
         self.stats = CollectorStats()
+        self.mark_every_s = mark_every_s
+        self.idle_after_s = idle_after_s
+        self.clock = 0  # the latest event time of a reading this collector has published (its source marks)
+        self._batches = 0  # batches taken and not yet done with
+        self._last_taken = -1e9  # loop time a batch was last taken
+        self._marked = -1e9  # loop time of the last busy source mark
+        self._wake_marks = asyncio.Event()
 
     @property
     def connected(self) -> bool:
         return all(lane.source.connected for lane in self.lanes)
 
     async def start(self) -> None:
+        await self.announce(idle=False)  # before any message: nothing it delivers can come before the mark
         for lane in self.lanes:
             await lane.source.start()
 
@@ -233,6 +253,7 @@ class Collector:
         """Disconnect every lane and write the device state still pending (idempotent)."""
         for lane in self.lanes:
             await lane.source.stop()
+        await self.announce(idle=True)  # gone: what it did not publish goes back to the broker, for another
         if len(self.states):
             try:
                 async with self.db.connection() as conn:
@@ -281,6 +302,32 @@ class Collector:
         self.states.add(batch.readings)
         self.stats.readings += new
         return fresh
+
+    async def announce(self, *, idle: bool) -> bool:
+        """Put this collector's source mark on every partition of the readings topics (False: not sent)."""
+        if self.source is None:
+            return False
+        sent = asyncio.get_running_loop().time()
+        mark = encode_source_mark(SourceMark(self.source, self.clock, now_ms(), idle))
+        try:
+            for topic in (TOPIC_PRIORITY, TOPIC_READINGS):
+                await self.bus.broadcast(topic, mark)
+        except Exception as exc:
+            log.warning("the source mark was not sent (again within %.0f s): %s", self.mark_every_s, exc)
+            return False
+        if not idle:
+            self._marked = sent
+        return True
+
+    async def _marks_loop(self, stop: asyncio.Event) -> None:
+        """While busy, a source mark every `mark_every_s` (and at once when a batch is taken after a pause)."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_marks.wait(), self.mark_every_s)
+            self._wake_marks.clear()
+            if not stop.is_set() and (self._batches > 0 or loop.time() - self._last_taken < self.idle_after_s):
+                await self.announce(idle=False)
 
     async def publish(self, readings: Sequence[Reading]) -> int:
         """Put stored readings on a bus that is not transactional (sent whole again if this fails)."""
@@ -336,6 +383,9 @@ class Collector:
         ):
             return
         lane.source.ack(messages)
+        if fresh:
+            newest = max(r.ts for r in fresh)
+            self.clock = max(self.clock, newest)
         self.stats.messages += len(messages)
         self.stats.duplicates += batch.duplicates
         self.stats.dead_letters.update(d.reason for d in batch.dead_letters)
@@ -380,14 +430,29 @@ class Collector:
                 messages = await lane.source.get_batch(
                     self.batch_size, lane.linger_ms, timeout=0.5, max_bytes=lane.max_batch_bytes
                 )
-                prepared = await self.prepare(lane, messages) if messages else None
-                if prepared is not None:
+                if not messages:
+                    continue
+                self._batches += 1
+                self._last_taken = now = asyncio.get_running_loop().time()
+                if now - self._marked > self.mark_every_s + self.idle_after_s:
+                    self._wake_marks.set()  # busy after a pause: say so now, not at the next tick
+                try:
+                    prepared = await self.prepare(lane, messages)
+                except BaseException:
+                    self._batches -= 1
+                    raise
+                if prepared is None:
+                    self._batches -= 1
+                else:
                     await ready.put(prepared)
             await ready.put(None)  # what was taken is written first (an error here cancels both stages)
 
         async def store() -> None:
             while (prepared := await ready.get()) is not None:
-                await self.commit(lane, *prepared)
+                try:
+                    await self.commit(lane, *prepared)
+                finally:
+                    self._batches -= 1
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(take(), name=f"collector:{lane.name}:take")
@@ -405,5 +470,6 @@ class Collector:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._flush_states_loop(stop), name="collector:device-state")
             tg.create_task(self._follow_registry_loop(stop), name="collector:registry")
+            tg.create_task(self._marks_loop(stop), name="collector:source-marks")
             for lane in self.lanes:
                 tg.create_task(self._run_lane(lane, stop), name=f"collector:{lane.name}")

@@ -48,7 +48,7 @@ from whistle.bus import (
 )
 from whistle.domain import AlarmKind, Detection
 from whistle.retry import Backoff, Stopped, until_done
-from whistle.serde import decode_control, decode_reading, encode_detection
+from whistle.serde import SourceMark, decode_control, decode_reading, encode_detection
 from whistle.store.db import Database
 from whistle.store.reads import stored_meter_readings
 from whistle.store.writers import insert_bus_dead_letters
@@ -68,6 +68,10 @@ def load_state(raw: bytes) -> PartitionState:
     state = pickle.loads(zlib.decompress(raw))  # noqa: S301 - our own snapshots, from our own database
     if not isinstance(state, PartitionState):
         raise TypeError(f"snapshot holds {type(state).__name__}, not PartitionState")
+    try:
+        state.idle_sources  # noqa: B018 - a snapshot taken before source marks has no such field
+    except AttributeError:
+        state.idle_sources = set()
     return state
 
 
@@ -391,7 +395,7 @@ class RuleEngine:
             if rec.offset < part.offset:
                 continue  # redelivered after a rebalance: already in the state
             raw = rec.value
-            reading = None
+            reading = control = None
             try:
                 if raw[:1] == b"{":
                     reading = decode_reading(raw)
@@ -402,10 +406,11 @@ class RuleEngine:
             except Exception as exc:  # a record that cannot be decoded: never a crash loop
                 self._refuse(lane, tp, rec, exc)
             else:
-                if reading is None:
-                    assert control is not None
+                if isinstance(control, SourceMark):
+                    proc.mark(part, control, lane.out)
+                elif control is not None:
                     await self._take_registry(control.version)
-                else:
+                elif reading is not None:
                     hid = reading.household_id
                     if bulk and hid is not None and hid not in self.topology.households:
                         await self._refresh_for_unknown(hid)
@@ -457,8 +462,10 @@ class RuleEngine:
                 # the committed offset after a restore): go back, read them again.
                 consumer.seek(tp, part.offset)
                 continue
-            lane.stats.evaluated += await self._judge(lane, tp, part, records)
-            lane.last_record_wall[tp.partition] = wall
+            judged = await self._judge(lane, tp, part, records)
+            lane.stats.evaluated += judged
+            if judged:  # a partition that hears only collectors' marks is still quiet
+                lane.last_record_wall[tp.partition] = wall
             lane.dirty.add(tp.partition)
         wall_ms = int(wall * 1000)
         proc = lane.processor

@@ -128,6 +128,12 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         _arm(st, ctx, st.due)
         return [_back(r.device_id, st, r.ts)] if st.offline else None
     t = clock  # when it arrived, in its collector's event time: a reading delivered late is a gap too
+    if st.cover < 0 and t > ctx.known():
+        # Its first reading, through a collector ahead of another that may still bring older ones: where the
+        # device starts is known once the watermark reaches it (older readings arriving meanwhile start it).
+        _insert_ahead(st, t)
+        _arm(st, ctx, st.ahead[0])
+        return None
     if st.offline:
         if t <= st.cover:
             return None  # an old reading come late through a slower collector: not a return
@@ -137,19 +143,25 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         return [_back(r.device_id, st, r.ts)]
     if st.cover < 0:
         st.cover = t
+        while st.ahead and st.ahead[0] <= st.cover + allowed + ctx.lateness:
+            st.cover = st.ahead.pop(0)
     elif t <= st.cover + allowed + ctx.lateness:  # no gap before it: the device is in up to it
         if t > st.cover:
             st.cover = t
             while st.ahead and st.ahead[0] <= st.cover + allowed + ctx.lateness:
                 st.cover = st.ahead.pop(0)
     else:  # after a gap, or ahead of readings still on their way through a slower collector
-        i = bisect.bisect_left(st.ahead, t)
-        if i == len(st.ahead) or st.ahead[i] != t:
-            st.ahead.insert(i, t)
-            if len(st.ahead) > _AHEAD_MAX:
-                st.cover = st.ahead.pop(0)  # bounded: the oldest taken as in (a gap before it goes unjudged)
+        _insert_ahead(st, t)
     _arm(st, ctx, st.cover + allowed)
     return None
+
+
+def _insert_ahead(st: OfflineState, t: int) -> None:
+    i = bisect.bisect_left(st.ahead, t)
+    if i == len(st.ahead) or st.ahead[i] != t:
+        st.ahead.insert(i, t)
+        if len(st.ahead) > _AHEAD_MAX:
+            st.cover = st.ahead.pop(0)  # bounded: the oldest taken as in (a gap before it goes unjudged)
 
 
 def offline_timer(device_id: str, st: OfflineState, ctx: RuleContext) -> list[Detection] | None:
@@ -173,6 +185,11 @@ def offline_timer(device_id: str, st: OfflineState, ctx: RuleContext) -> list[De
             out.append(_raise(device_id, st, st.due, st.last_ts))
         return out or None
     allowed = st.allowed_ms
+    if st.cover < 0 and st.ahead:
+        if st.ahead[0] > known:
+            _arm(st, ctx, st.ahead[0])
+            return out or None
+        st.cover = st.ahead.pop(0)  # nothing older came: the device starts at its first reading
     for _ in range(len(st.ahead) + 2):
         if st.cover < 0:
             break

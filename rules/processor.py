@@ -32,6 +32,18 @@ rules' clock stands in for the arrivals that are not coming (the collectors' clo
 within a second or so, as NTP keeps them). Without sources (records off the bus of an older collector)
 it is the partition clock.
 
+A source must be known to hold anything back, and a collector that has not yet delivered a reading to
+a partition is known there only by its marks (`SourceMark`: a control record each collector puts on
+every partition when it starts, at once when it takes messages after a pause, once a second while it
+is busy, and a last one when it stops; none while it has nothing to do). Without them a collector held
+up before its first reading reached a partition (stopped, or slow over its first batch) did not exist
+there, and the other one's stream, hours of event time ahead, called half the building offline (the
+split-deployment test's intermittent failure). A mark sets the source's clock (0 before it has
+published anything: it holds the partition until it has) and its arrival stamp, so a collector that
+marked itself lately holds the partition as one that delivered a reading then does; the last mark of
+a collector that stops (`idle`) takes it out of the reckoning at once, and its next reading or mark
+brings it back. Marks are not readings: a partition that hears only marks is still quiet.
+
 Late, out-of-order and duplicate input is each rule's to judge against its own state (a
 register reading older than the last one carries no new consumption; an event older than the
 detector's last event is history). The processor drops an exact repeat of a device event
@@ -48,6 +60,7 @@ from typing import Any
 from rules.config import DEFAULTS, RuleConfig, RuleParams
 from rules.topology import Topology
 from whistle.domain import Channel, Detection, DeviceType, Reading
+from whistle.serde import SourceMark
 
 _SOURCE_FORGOTTEN_MS = 86_400_000  # a source idle for a day is no longer one (a collector renamed, removed)
 
@@ -82,6 +95,7 @@ class RuleContext:
         "_key",
         "_part",
         "_rule",
+        "_watermark_of",
         "clock",
         "due",
         "lateness",
@@ -104,6 +118,14 @@ class RuleContext:
         self._part: PartitionState | None = None
         self._rule = ""
         self._key = ""
+        self._watermark_of: Callable[[PartitionState], int] | None = None
+
+    def known(self) -> int:
+        """The event time up to which every reading of the partition is in (the slowest live source's clock
+        less the lateness; `watermark` in `on_timer`). Computed on demand: a rule asks it rarely."""
+        if self._part is None or self._watermark_of is None:
+            return self.watermark
+        return self._watermark_of(self._part)
 
     def set_timer(self, due: int) -> None:
         """Call this rule's `on_timer` for this key once the clock reaches `due`."""
@@ -126,8 +148,9 @@ class PartitionState:
     timer_seq: int = 0
     last_event: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     duplicates: int = 0
-    # per source: (its latest event time here, the latest arrival stamp of its readings here)
+    # per source: (its latest event time here, the latest arrival stamp of its readings or marks here)
     sources: dict[str, tuple[int, int]] = field(default_factory=dict)
+    idle_sources: set[str] = field(default_factory=set)  # sources whose last word was an idle mark
 
 
 class Processor:
@@ -159,6 +182,7 @@ class Processor:
         self.source_idle_ms = source_idle_ms
         self._ctx = RuleContext(self.topology)
         self._ctx.lateness = lateness_ms
+        self._ctx._watermark_of = self.watermark
 
     def reconfigure(self, config: RuleConfig | None = None, topology: Topology | None = None) -> None:
         """Take a new configuration or registry view; parameters are resolved again on next use."""
@@ -199,6 +223,8 @@ class Processor:
             else:
                 source_clock = r.ts if r.ts > seen[0] else seen[0]
                 part.sources[src] = (source_clock, r.received_at if r.received_at > seen[1] else seen[1])
+            if part.idle_sources:
+                part.idle_sources.discard(src)  # it delivers again
         rules = self._by_input.get((r.device_type, r.channel))
         if rules:
             ctx = self._ctx
@@ -237,10 +263,25 @@ class Processor:
             if quiet_at is not None and quiet_at > newest:
                 newest = quiet_at
             idle = self.source_idle_ms
-            for ts, arrived in sources.values():
-                if ts < low and newest - arrived <= idle:
+            gone = part.idle_sources
+            for src, (ts, arrived) in sources.items():
+                if ts < low and newest - arrived <= idle and src not in gone:
                     low = ts
         return low - self.lateness_ms
+
+    def mark(self, part: PartitionState, m: SourceMark, out: list[Detection]) -> None:
+        """A collector's source mark: it is there (a collector that has sent this partition nothing yet holds
+        it back all the same) and how far it has published; or, `idle`, that it has stopped."""
+        seen = part.sources.get(m.source)
+        if seen is None:
+            part.sources[m.source] = (m.clock, m.at)
+        else:
+            part.sources[m.source] = (max(seen[0], m.clock), max(seen[1], m.at))
+        if m.idle:
+            part.idle_sources.add(m.source)
+        else:
+            part.idle_sources.discard(m.source)
+        self.release(part, out)
 
     def release(self, part: PartitionState, out: list[Detection], quiet_at: int | None = None) -> None:
         """Fire the timers a source gone idle was holding back (called every round, records or not;
@@ -254,6 +295,7 @@ class Processor:
         if part.sources:
             newest = max(arrived for _, arrived in part.sources.values())
             part.sources = {s: v for s, v in part.sources.items() if newest - v[1] <= _SOURCE_FORGOTTEN_MS}
+        part.idle_sources &= part.sources.keys()
 
     def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
         out: list[Detection] = []

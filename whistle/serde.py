@@ -7,7 +7,8 @@ float subclasses a rule's evidence may hold.
 
 Besides readings, the readings topics carry control records, told apart by their first byte (a reading
 is a JSON object, `{`): `R` a registry change (`RegistryChange`: every role reloads the registry before
-it judges the records after it).
+it judges the records after it), `S` a collector's source mark (`SourceMark`: it is there, how far it has
+come, whether it holds anything it has not published; `rules.processor`, sources).
 """
 
 from __future__ import annotations
@@ -122,9 +123,31 @@ def encode_registry_change(c: RegistryChange) -> bytes:
     return REGISTRY_CHANGE + _dumps({"v": c.version, "what": c.what, "at": c.at}).encode()
 
 
-def decode_control(raw: bytes) -> RegistryChange | None:
+SOURCE_MARK = b"S"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMark:
+    """A collector on every partition: `source` is running, has published readings up to event time `clock`
+    (0: none yet), at `at` (its wall clock); `idle`: it has stopped, and holds nothing."""
+
+    source: str
+    clock: int
+    at: int
+    idle: bool
+
+
+def encode_source_mark(m: SourceMark) -> bytes:
+    return SOURCE_MARK + orjson.dumps({"s": m.source, "c": m.clock, "at": m.at, "i": m.idle})
+
+
+def decode_control(raw: bytes) -> RegistryChange | SourceMark | None:
     """The control record `raw` holds, or None when it is a reading (or anything else not a control record)."""
-    if raw[:1] == REGISTRY_CHANGE:
+    first = raw[:1]
+    if first == REGISTRY_CHANGE:
         o: dict[str, Any] = json.loads(raw[1:])
         return RegistryChange(int(o["v"]), str(o.get("what", "")), int(o.get("at", 0)))
+    if first == SOURCE_MARK:
+        o = orjson.loads(raw[1:])
+        return SourceMark(str(o["s"]), int(o["c"]), int(o["at"]), bool(o["i"]))
     return None

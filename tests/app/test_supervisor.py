@@ -37,6 +37,8 @@ def served(workdir: Path) -> Iterator[WhistleService]:
     )
     with WhistleService(config, log=workdir / "serve.log") as svc:
         wait_for(lambda: len(processes(svc)) == 2, 120, svc, "the API's process naming its two siblings")
+        # and the supervisor's own verdict (it polls the same health): a child killed before it is a failed start
+        wait_for(lambda: "roles running as" in svc.log.read_text(), 30, svc, "the supervisor to call the roles up")
         yield svc
 
 

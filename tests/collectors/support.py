@@ -31,11 +31,22 @@ class Running:
 
 
 async def start_collector(
-    mosquitto: MosquittoBroker, db: Database, bus: MemoryBus, client_id: str, batch_size: int = 500
+    mosquitto: MosquittoBroker,
+    db: Database,
+    bus: MemoryBus,
+    client_id: str,
+    batch_size: int = 500,
+    source: str | None = None,
 ) -> Running:
     lanes = standard_lanes(MqttEndpoint.parse(mosquitto.url), client_id=client_id, linger_ms=5)
     collector = Collector(
-        lanes=lanes, db=db, bus=bus, directory=DeviceDirectory(db), limits=Limits(), batch_size=batch_size
+        lanes=lanes,
+        db=db,
+        bus=bus,
+        directory=DeviceDirectory(db),
+        limits=Limits(),
+        batch_size=batch_size,
+        source=source,
     )
     await collector.start()
     stop = asyncio.Event()

@@ -7,8 +7,12 @@ into the roles over Kafka: two collectors on one Mosquitto shared subscription, 
 each its own process. Half-way through the backfill the second collector is stopped (SIGSTOP) for a few
 seconds, as a collector held up by its machine is: the first runs hours of event time ahead of it, and
 the rules must not call the second one's devices offline for it (`rules.processor`, source watermarks;
-before them this deployment raised a wave of false `device.offline`). Both runs must raise exactly the
-offline alarms the stops explain, with the same times, and nothing else. (A clear is at the first return
+before them this deployment raised a wave of false `device.offline`). It is also stopped before any
+reading of its own has reached the bus, which only its source mark tells the rules about (before marks
+that raised the same wave, and the CI run of b3280c0 met it by chance: a slow first batch); the broker
+may then give it everything for a while, so the first reading the rules see of a device may be days
+after its stop. Both runs must raise exactly the offline alarms the stops explain, with the same times,
+and nothing else. (A clear is at the first return
 the rules see: through a collector that is behind, a later reading of the device may come first.)
 """
 
@@ -343,7 +347,12 @@ async def test_one_process_raises_the_offline_alarms_the_stops_explain(one_proce
     assert got == expected(t0), sorted(got ^ expected(t0))
 
 
-async def test_two_collectors_one_held_up_raise_the_alarms_of_one_process(split: dict[str, Any]) -> None:
+@pytest.mark.parametrize("held_at", [1 / 3, 0.0], ids=["mid-stream", "before-its-first-reading"])
+async def test_two_collectors_one_held_up_raise_the_alarms_of_one_process(
+    split: dict[str, Any], held_at: float
+) -> None:
+    """Held up mid-stream, or before any reading of its own reached the bus (the rules know it then only by
+    its source mark: without marks this one raised a wave of false offline alarms every time)."""
     t0 = start_of_input()
     collector2 = split["procs"].procs["collector2"]
     held: list[bool] = []
@@ -357,6 +366,6 @@ async def test_two_collectors_one_held_up_raise_the_alarms_of_one_process(split:
         held.append(True)
 
     msgs = messages(t0)
-    got = await run_through(split, msgs, at=(len(msgs) // 3, hold_up_collector_2))
+    got = await run_through(split, msgs, at=(int(len(msgs) * held_at), hold_up_collector_2))
     assert held
     assert got == expected(t0), sorted(got ^ expected(t0))

@@ -11,7 +11,7 @@ from rules.engine import dump_state, load_state
 from rules.processor import PartitionState, Processor
 from tests.rules.support import HOUR, MIN, T0, reading
 from whistle.domain import AlarmKind, Channel, Detection, DeviceType, Reading
-from whistle.serde import decode_reading, encode_reading
+from whistle.serde import SourceMark, decode_control, decode_reading, encode_reading, encode_source_mark
 
 BACKFILL_AT = T0 + 30 * 24 * HOUR  # a backfill arrives days after its event times, all within seconds
 
@@ -146,3 +146,72 @@ def test_a_device_whose_messages_are_shared_between_collectors_is_not_offline_wh
     assert run(Processor(BULK_RULES), readings) == []
     # the older readings coming late through the slow collector must not bring a deadline forward
     assert run(Processor(BULK_RULES), stalled(ahead, behind, T0 + 2 * HOUR)) == []
+
+
+def test_a_collector_known_only_by_its_mark_holds_the_partition_back() -> None:
+    """collector-2 has marked itself (it started, it holds messages) but delivered nothing to this partition
+    yet, while collector-1 runs hours ahead: nothing may be called offline until collector-2's readings come
+    (before marks it did not exist here; the split-deployment test's wave of false offline alarms)."""
+    proc = Processor(BULK_RULES)
+    # a shared subscription: WM-3's messages alternate between the collectors, but from 2 h to 3 h the broker
+    # hands them all to collector-2
+    shared = [
+        water("WM-3", T0 + i * 15 * MIN, "collector-2" if i % 2 or 8 <= i < 12 else "collector-1") for i in range(32)
+    ]
+    ahead = [r for r in shared if r.source == "collector-1"]
+    behind = [r for r in shared if r.source == "collector-2"]
+    part, out = PartitionState(), []
+    proc.mark(part, SourceMark("collector-2", 0, BACKFILL_AT, idle=False), out)
+    for r in ahead + behind:  # all of collector-1's share first, then collector-2's from the start
+        proc.process(part, r, out)
+    assert offline(out) == []
+    # the same input without the mark: WM-3 is called offline for collector-2's hold-up
+    part, out = PartitionState(), []
+    for r in ahead + behind:
+        proc.process(part, r, out)
+    assert ("WM-3", "raise", T0 + 6 * 15 * MIN + 45 * MIN) in offline(out)
+
+
+def test_a_mark_carries_the_collectors_clock_and_a_last_mark_lets_go_at_once() -> None:
+    proc = Processor(BULK_RULES)
+    # collector-1 brings WM-1 (it stops at 2 h) and WM-2 (on to 6 h); collector-2 has devices elsewhere
+    one = [r for r in through("collector-1", ("WM-1", "WM-2"), 6) if r.device_id == "WM-2" or r.ts < T0 + 2 * HOUR]
+    raised = [("WM-1", "raise", T0 + 2 * HOUR - 15 * MIN + 45 * MIN)]
+    part, out = PartitionState(), []
+    proc.mark(part, SourceMark("collector-2", T0, BACKFILL_AT, idle=False), out)
+    for r in one:
+        proc.process(part, r, out)
+    assert offline(out) == []  # held at collector-2's clock
+    proc.mark(part, SourceMark("collector-2", T0 + 5 * HOUR, BACKFILL_AT + 2, idle=False), out)
+    assert offline(out) == raised  # its clock moved on (readings it published to other partitions)
+    part, out = PartitionState(), []
+    proc.mark(part, SourceMark("collector-2", 0, BACKFILL_AT, idle=False), out)
+    for r in one:
+        proc.process(part, r, out)
+    assert offline(out) == []
+    proc.mark(part, SourceMark("collector-2", 0, BACKFILL_AT + 3, idle=True), out)  # it stopped
+    assert offline(out) == raised
+    assert load_state(dump_state(part)).idle_sources == {"collector-2"}
+
+
+def test_a_source_mark_survives_the_bus() -> None:
+    m = SourceMark("collector-7", T0, BACKFILL_AT, idle=False)
+    assert decode_control(encode_source_mark(m)) == m
+
+
+def test_a_device_first_seen_through_the_collector_ahead_is_still_judged_from_its_older_readings() -> None:
+    """The broker handed collector-2 (held up) everything for a while, so the first reading of WM-3 the rules
+    see is collector-1's, a day after WM-3's silence; its older readings, the silence among them, come later
+    through collector-2. The gap must be judged: the device starts at its oldest reading, not its first seen
+    (before, it started at the first seen and the silence went unnoticed)."""
+    rounds = [i for i in range(200) if not 40 <= i < 120]
+    ahead = [water("WM-3", T0 + i * 15 * MIN, "collector-1") for i in rounds if i >= 150 and i % 2]
+    behind = [water("WM-3", T0 + i * 15 * MIN, "collector-2") for i in rounds if i < 150 or not i % 2]
+    proc = Processor(BULK_RULES)
+    part, out = PartitionState(), []
+    proc.mark(part, SourceMark("collector-2", 0, BACKFILL_AT, idle=False), out)
+    for r in ahead + behind:
+        proc.process(part, r, out)
+    got = offline(out)
+    assert got[0] == ("WM-3", "raise", T0 + 39 * 15 * MIN + 45 * MIN)
+    assert [a for _, a, _ in got] == ["raise", "clear"]
