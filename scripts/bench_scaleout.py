@@ -439,6 +439,9 @@ def throughput(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Pat
                 print(json.dumps(step), flush=True)
                 if t_drained is None:
                     break
+            # the same event-time input into every deployment: its alarms, to compare with the first's
+            settle(d, published=published, timeout=args.drain_timeout)
+            alarms = alarms_of(d.api)
             total = readings_total(d.db_url)
             dup = duplicate_readings(d.db_url)
             size = readings_bytes(d.db_url)
@@ -446,6 +449,8 @@ def throughput(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Pat
                 {
                     "collectors": n_col,
                     "rule_workers": n_rules,
+                    "alarm_kinds": count_kinds(alarms),
+                    "alarms": alarms,
                     "steps": steps,
                     "messages_published": published,
                     "readings_stored": total,
@@ -687,6 +692,20 @@ def handover(args: argparse.Namespace, pg_admin: Pg, registry: Path, work: Path,
     }
 
 
+def compare_alarms(runs: list[dict[str, Any]]) -> None:
+    """Each deployment's alarms against the first one's (the same input): equal, or what differs (kept short)."""
+    if not runs:
+        return
+    first = {tuple(a) for a in runs[0]["alarms"]}
+    for run in runs:
+        here = {tuple(a) for a in run.pop("alarms")}
+        run["alarms_total"] = len(here)
+        run["alarms_same_as_first"] = here == first
+        run["alarms_only_here"] = sorted(here - first, key=str)[:20]
+        run["alarms_only_in_first"] = sorted(first - here, key=str)[:20]
+        run["offline_only_here"] = sum(1 for a in here - first if a[0] == "device.offline")
+
+
 def count_kinds(alarms: list[tuple[Any, ...]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for a in alarms:
@@ -751,6 +770,7 @@ def main() -> int:
         try:
             if not args.no_throughput:
                 result["throughput"] = throughput(args, pg_admin, registry, work, start_ms)
+                compare_alarms(result["throughput"])
             if not args.no_handover:
                 registry_h = work / "registry-handover.json"
                 district = build_district(args.handover_households, seed=args.seed)
