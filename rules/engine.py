@@ -68,10 +68,11 @@ def load_state(raw: bytes) -> PartitionState:
     state = pickle.loads(zlib.decompress(raw))  # noqa: S301 - our own snapshots, from our own database
     if not isinstance(state, PartitionState):
         raise TypeError(f"snapshot holds {type(state).__name__}, not PartitionState")
-    try:
-        state.idle_sources  # noqa: B018 - a snapshot taken before source marks has no such field
-    except AttributeError:
-        state.idle_sources = set()
+    for name, empty in (("idle_sources", set), ("marked", dict)):  # a snapshot taken before source marks
+        try:
+            getattr(state, name)
+        except AttributeError:
+            setattr(state, name, empty())
     return state
 
 

@@ -151,6 +151,8 @@ class PartitionState:
     # per source: (its latest event time here, the latest arrival stamp of its readings or marks here)
     sources: dict[str, tuple[int, int]] = field(default_factory=dict)
     idle_sources: set[str] = field(default_factory=set)  # sources whose last word was an idle mark
+    # per source: the clock its latest mark gave (what it holds the partition at; never a reading's stamp)
+    marked: dict[str, int] = field(default_factory=dict)
 
 
 class Processor:
@@ -263,8 +265,9 @@ class Processor:
             if quiet_at is not None and quiet_at > newest:
                 newest = quiet_at
             idle = self.source_idle_ms
-            gone = part.idle_sources
-            for src, (ts, arrived) in sources.items():
+            gone, marked = part.idle_sources, part.marked
+            for src, (seen, arrived) in sources.items():
+                ts = max(seen, marked.get(src, seen)) if marked else seen
                 if ts < low and newest - arrived <= idle and src not in gone:
                     low = ts
         return low - self.lateness_ms
@@ -273,10 +276,12 @@ class Processor:
         """A collector's source mark: it is there (a collector that has sent this partition nothing yet holds
         it back all the same) and how far it has published; or, `idle`, that it has stopped."""
         seen = part.sources.get(m.source)
-        if seen is None:
-            part.sources[m.source] = (m.clock, m.at)
-        else:
-            part.sources[m.source] = (max(seen[0], m.clock), max(seen[1], m.at))
+        # The mark's clock is what the source holds the partition at, never the clock its readings here are
+        # stamped with: that is the latest event time *it delivered here*. (Taken as both, the first version
+        # stamped every partition's readings with the collector's newest event time anywhere, so one reading far
+        # ahead on one partition made a gap for every e-bike sensor on all of them.)
+        part.sources[m.source] = (0, m.at) if seen is None else (seen[0], max(seen[1], m.at))
+        part.marked[m.source] = max(part.marked.get(m.source, 0), m.clock)
         if m.idle:
             part.idle_sources.add(m.source)
         else:
@@ -296,6 +301,7 @@ class Processor:
             newest = max(arrived for _, arrived in part.sources.values())
             part.sources = {s: v for s, v in part.sources.items() if newest - v[1] <= _SOURCE_FORGOTTEN_MS}
         part.idle_sources &= part.sources.keys()
+        part.marked = {s: c for s, c in part.marked.items() if s in part.sources}
 
     def process_many(self, part: PartitionState, readings: Iterable[Reading]) -> list[Detection]:
         out: list[Detection] = []

@@ -215,3 +215,19 @@ def test_a_device_first_seen_through_the_collector_ahead_is_still_judged_from_it
     got = offline(out)
     assert got[0] == ("WM-3", "raise", T0 + 39 * 15 * MIN + 45 * MIN)
     assert [a for _, a, _ in got] == ["raise", "clear"]
+
+
+def test_a_marks_clock_holds_the_partition_but_never_stamps_its_readings() -> None:
+    """One collector; a reading far ahead of the stream on some other partition (a device clock 75 min fast)
+    puts its newest event time into the collector's next mark on every partition. Taken as the clock the
+    readings here are stamped with, that made a 75-min gap for every e-bike sensor (a single-collector
+    deployment raised 281 false offline alarms, docs/bench_scaleout_alarms.json); it must change nothing."""
+    proc = Processor(BULK_RULES)
+    part, out = PartitionState(), []
+    for i in range(180):  # three hours of an e-bike sensor's minute samples
+        ts = T0 + i * MIN
+        r = reading("EB-1", DeviceType.EBIKE, Channel.DATA, ts, {"power_w": 0.0}, household="RJ-H1")
+        proc.process(part, dataclasses.replace(r, source="collector-1"), out)
+        if i == 60:
+            proc.mark(part, SourceMark("collector-1", ts + 75 * MIN, BACKFILL_AT, idle=False), out)
+    assert offline(out) == []
