@@ -38,9 +38,12 @@ every partition when it starts, at once when it takes messages after a pause, on
 is busy, and a last one when it stops; none while it has nothing to do). Without them a collector held
 up before its first reading reached a partition (stopped, or slow over its first batch) did not exist
 there, and the other one's stream, hours of event time ahead, called half the building offline (the
-split-deployment test's intermittent failure). A mark sets the source's clock (0 before it has
-published anything: it holds the partition until it has) and its arrival stamp, so a collector that
-marked itself lately holds the partition as one that delivered a reading then does; the last mark of
+split-deployment test's intermittent failure). A mark gives the clock the source holds the partition
+at (0 before it has published anything: it holds the partition until it has) and an arrival stamp, so a
+collector that marked itself lately holds the partition as one that delivered a reading then does. The
+mark's clock never stamps a reading (`source_clock` stays the latest event time the source delivered to
+this partition): it is the collector's newest event time anywhere, and one fast device clock would make
+every other device on every partition look late. The last mark of
 a collector that stops (`idle`) takes it out of the reckoning at once, and its next reading or mark
 brings it back. Marks are not readings: a partition that hears only marks is still quiet.
 

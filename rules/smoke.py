@@ -11,6 +11,12 @@ signature of cooking fumes or shower steam. A detector with `nuisance_repeat_cou
 self-cleared alarms within `nuisance_repeat_days` raises a maintenance alarm (`smoke.fault`
 with reason `repeated_nuisance`): move it away from the kitchen or the bathroom door.
 
+A detector's `alarm` that arrives after its own later `alarm_clear` — through two collectors of a
+shared subscription, the one carrying the alarm a few seconds behind — is not history: the fire
+happened. The clear is kept when it comes first, and the late alarm raises the fire and clears it
+at the clear's time, the alarms one process in order raises (before, the split deployment dropped
+such a fire as history: bench_scaleout, docs/BENCHMARKS.md).
+
 `smoke_device` turns device reports into `smoke.fault`, `smoke.tamper` and
 `smoke.low_battery`; `smoke_battery` watches the `battery_pct` of status heartbeats with
 hysteresis. Events older than the detector's last event are history and change nothing.
@@ -18,6 +24,7 @@ hysteresis. Events older than the detector's last event are history and change n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from rules.detections import detect
@@ -36,6 +43,8 @@ class SmokeIncident:
     confirmed: bool = False
     last_event: dict[str, int] = field(default_factory=dict)
     nuisance: dict[str, list[int]] = field(default_factory=dict)
+    # a detector's `alarm_clear` that came while it was not in alarm: (its ts, its seq), for an alarm still on its way
+    early_clear: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
 def _fire(r: Reading, st: SmokeIncident, action: DetectionAction, **extra: object) -> Detection:
@@ -68,10 +77,22 @@ def smoke_fire(r: Reading, st: SmokeIncident, ctx: RuleContext) -> list[Detectio
     if event not in ("alarm", "alarm_clear") or not p.enabled:
         return None
     dev = r.device_id
+    early = getattr(st, "early_clear", None)  # (a state snapshotted before the field has none)
+    if early is None:
+        early = st.early_clear = {}
     if st.last_event.get(dev, -1) > r.ts:
+        cleared = early.get(dev)
+        if event == "alarm" and cleared is not None and cleared[0] > r.ts and dev not in st.alarming:
+            # its clear came first: the fire happened, and ended then
+            del early[dev]
+            st.last_event[dev] = r.ts
+            out = smoke_fire(r, st, ctx) or []
+            clear = dataclasses.replace(r, ts=cleared[0], seq=cleared[1], values={**r.values, "event": "alarm_clear"})
+            return out + (smoke_fire(clear, st, ctx) or [])
         return None  # older than what this detector last said: history
     st.last_event[dev] = r.ts
     if event == "alarm":
+        early.pop(dev, None)
         if dev in st.alarming:
             return None  # the same detector repeating itself adds no evidence
         st.alarming[dev] = r.ts
@@ -85,6 +106,7 @@ def smoke_fire(r: Reading, st: SmokeIncident, ctx: RuleContext) -> list[Detectio
             st.confirmed = True
         return [_fire(r, st, DetectionAction.RAISE)]
     if dev not in st.alarming:
+        early[dev] = (r.ts, r.seq)  # perhaps ahead of its alarm
         return None
     del st.alarming[dev]
     if st.alarming:

@@ -91,10 +91,11 @@ def test_nuisance_window_is_configurable() -> None:
 
 def test_out_of_order_clear_before_its_alarm_leaves_no_stuck_incident() -> None:
     st = SmokeIncident()
-    # the clear (later event time) is delivered first; the older alarm is then history
+    # the clear (later event time) is delivered first; the older alarm raises the fire and clears it at once
     assert fire(ev("SM-1", "alarm_clear", T0 + 30_000), st) == []
-    assert fire(ev("SM-1", "alarm", T0), st) == []
-    assert st.alarming == {}
+    got = fire(ev("SM-1", "alarm", T0), st)
+    assert [(d.action, d.ts) for d in got] == [(DetectionAction.RAISE, T0), (DetectionAction.CLEAR, T0 + 30_000)]
+    assert st.alarming == {} and st.started is None
 
 
 def test_clear_without_alarm_and_other_events_do_nothing() -> None:
@@ -187,3 +188,19 @@ def test_battery_status_duplicate_or_older_is_ignored() -> None:
     smoke_battery(status(50, T0 + 10), st, c)
     assert smoke_battery(status(5, T0 + 10), st, c) is None
     assert smoke_battery(status(5, T0), st, c) is None
+
+
+def test_an_alarm_that_arrives_after_its_own_clear_still_raises_the_fire_and_clears_it() -> None:
+    """Two collectors on a shared subscription: the alarm went through the one a few seconds behind, so its
+    clear is judged first. The fire happened; one process, in order, raises it and clears it (before, the
+    late alarm was taken for history and the fire never reached anyone)."""
+    in_order, late = SmokeIncident(), SmokeIncident()
+    alarm, clear = ev("SM-1", "alarm", T0, seq=7), ev("SM-1", "alarm_clear", T0 + 3 * MIN, seq=8)
+    want = fire(alarm, in_order) + fire(clear, in_order)
+    assert fire(clear, late) == []
+    got = fire(alarm, late)
+    assert [(d.kind, d.action, d.ts, d.source_id) for d in got] == [(d.kind, d.action, d.ts, d.source_id) for d in want]
+    assert [d.action for d in got] == [DetectionAction.RAISE, DetectionAction.CLEAR]
+    assert fire(ev("SM-1", "alarm", T0 + MIN, seq=9), late) == []  # older than the clear, and its pair is used
+    (again,) = fire(ev("SM-1", "alarm", T0 + 10 * MIN, seq=10), late)  # a new alarm after it: a new incident
+    assert again.action is DetectionAction.RAISE and again.evidence["first_alarm_ts"] == T0 + 10 * MIN
