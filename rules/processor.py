@@ -42,8 +42,8 @@ split-deployment test's intermittent failure). A mark gives the clock the source
 at (0 before it has published anything: it holds the partition until it has) and an arrival stamp, so a
 collector that marked itself lately holds the partition as one that delivered a reading then does. The
 mark's clock never stamps a reading (`source_clock` stays the latest event time the source delivered to
-this partition): it is the collector's newest event time anywhere, and one fast device clock would make
-every other device on every partition look late. The last mark of
+this partition): it is the collector's newest event time anywhere, and one reading far ahead (a device's
+clock, a late batch) would make every other device on every partition look late. The last mark of
 a collector that stops (`idle`) takes it out of the reckoning at once, and its next reading or mark
 brings it back. Marks are not readings: a partition that hears only marks is still quiet.
 

@@ -218,7 +218,7 @@ def test_a_device_first_seen_through_the_collector_ahead_is_still_judged_from_it
 
 
 def test_a_marks_clock_holds_the_partition_but_never_stamps_its_readings() -> None:
-    """One collector; a reading far ahead of the stream on some other partition (a device clock 75 min fast)
+    """One collector; a reading far ahead of the stream on some other partition (a device's clock, say)
     puts its newest event time into the collector's next mark on every partition. Taken as the clock the
     readings here are stamped with, that made a 75-min gap for every e-bike sensor (a single-collector
     deployment raised 281 false offline alarms, docs/bench_scaleout_alarms.json); it must change nothing."""
