@@ -148,6 +148,8 @@ class MqttSource:
             log.error("MQTT connect refused: %s", rc)
             return
         self._connection += 1
+        present = bool(getattr(flags, "session_present", False))
+        log.info("MQTT connected as %s (connection %d, session present: %s)", self.client_id, self._connection, present)
         # Subscribing again on every connect is harmless with a persistent session and needed without one.
         client.subscribe([(t, 1) for t in self.topics])
 

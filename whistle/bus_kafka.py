@@ -7,6 +7,14 @@ one closed `BatchBuilder` per partition (a closed batch is sent at once, no ling
 and returns only when the broker has acknowledged every batch. The producer is idempotent with
 acks=all, so a retried batch is neither duplicated nor reordered within its partition.
 
+Delivery deadline. An idempotent aiokafka producer retries a batch until the broker takes it and never
+gives up on its own, so a producer that stopped making progress would hold its caller forever. A send
+(`send_many`, `broadcast`) that is not acknowledged within `delivery_timeout_ms` (by default twice the
+request timeout, as Kafka's own `delivery.timeout.ms` bounds a send) raises `DeliveryTimeout`, and the
+producer is replaced: its unacknowledged batches fail, it is closed, and the next send starts a new one
+(or raises `ConnectionError` while the cluster is unreachable). The records may or may not be on the log:
+the caller sends them again (the collector does), and consumers drop repeats by id.
+
 Topics. `ensure_topics` creates the topics the bus is asked to use, with the bus's partition count;
 a topic that already exists is left as it is (a key is then placed by the partition count the topic
 really has, as Kafka's partitioner does). `send_many` and `KafkaConsumer.start` ensure their topics
@@ -37,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -56,6 +64,11 @@ from whistle.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
+
+class DeliveryTimeout(TimeoutError):
+    """Kafka did not acknowledge a send within the delivery deadline; the records may or may not be on the log."""
+
+
 # One produce batch per partition and call, up to this size (the broker's default
 # message.max.bytes is 1 MiB; a batch must stay below it).
 MAX_BATCH_BYTES = 512 * 1024
@@ -73,6 +86,7 @@ class KafkaBus:
         replication_factor: int | None = None,
         linger_ms: int = 5,
         request_timeout_ms: int = 30_000,
+        delivery_timeout_ms: int | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
     ) -> None:
@@ -84,6 +98,7 @@ class KafkaBus:
         self.replication_factor = replication_factor
         self.linger_ms = linger_ms
         self.request_timeout_ms = request_timeout_ms
+        self.delivery_timeout_ms = delivery_timeout_ms if delivery_timeout_ms is not None else 2 * request_timeout_ms
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._producer: Any = None
@@ -91,21 +106,35 @@ class KafkaBus:
         self._offsets_reader: Any = None
         self._ready_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
+        self._producer_lock = asyncio.Lock()
+        self._running = False
+        self.producers_replaced = 0  # producers retired after a send missed the delivery deadline
 
     @property
     def running(self) -> bool:
         """True between a successful `start()` and `stop()`."""
-        return self._producer is not None
+        return self._running
 
     async def start(self) -> None:
         """Connect the producer and the admin client; ConnectionError if the cluster is unreachable."""
-        if self._producer is not None:
+        if self._running:
             return
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-admin",
             request_timeout_ms=self.request_timeout_ms,
         )
+        try:
+            await admin.start()
+            producer = await self._new_producer()
+        except BaseException as exc:
+            await admin.close()
+            if isinstance(exc, KafkaConnectionError):
+                raise ConnectionError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+            raise
+        self._admin, self._producer, self._running = admin, producer, True
+
+    async def _new_producer(self) -> Any:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
@@ -116,20 +145,62 @@ class KafkaBus:
             request_timeout_ms=self.request_timeout_ms,
         )
         try:
-            await admin.start()
             await producer.start()
-        except BaseException as exc:
+        except BaseException:
             await producer.stop()
-            await admin.close()
-            if isinstance(exc, KafkaConnectionError):
-                raise ConnectionError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
             raise
-        self._admin, self._producer = admin, producer
+        return producer
+
+    async def _current_producer(self) -> Any:
+        """The producer, a new one if the last was retired (ConnectionError while the cluster is unreachable)."""
+        if not self._running:
+            raise RuntimeError("bus is not running")
+        if self._producer is not None:
+            return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                try:
+                    self._producer = await self._new_producer()
+                except KafkaConnectionError as exc:
+                    raise ConnectionError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+                log.info("a new Kafka producer replaces the one retired")
+            return self._producer
+
+    async def _retire(self, producer: Any, why: DeliveryTimeout) -> None:
+        """Fail the unacknowledged batches of `producer` and close it; the next send starts a new producer."""
+        async with self._producer_lock:
+            if self._producer is not producer:
+                return  # another send retired it already
+            self._producer = None
+            self.producers_replaced += 1
+        log.warning("%s: retiring the Kafka producer, its unacknowledged batches are sent again", why)
+        try:
+            await asyncio.wait_for(producer.stop(), self.request_timeout_ms / 1000)
+        except Exception as exc:
+            # stop() waits for every batch the producer holds, and those are not going to be acknowledged.
+            # aiokafka has no public abort: end its sender and close its connections, dropping the batches.
+            log.warning("the retired Kafka producer did not stop (%r); closing its connections", exc)
+            producer._sender.sender_task.cancel()
+            await producer.client.close()
+
+    async def _delivered(self, producer: Any, what: str, send: Awaitable[None]) -> None:
+        """Await `send` (its batches handed to `producer` and acknowledged) within the delivery deadline."""
+        deadline = asyncio.timeout(self.delivery_timeout_ms / 1000)
+        try:
+            async with deadline:
+                await send
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            why = DeliveryTimeout(f"Kafka did not acknowledge {what} within {self.delivery_timeout_ms / 1000:.0f} s")
+            await self._retire(producer, why)
+            raise why from None
 
     async def stop(self) -> None:
         """Flush and close everything; safe to call more than once."""
         producer, admin, reader = self._producer, self._admin, self._offsets_reader
         self._producer = self._admin = self._offsets_reader = None
+        self._running = False
         self._ready_topics.clear()
         try:
             if producer is not None:
@@ -147,10 +218,11 @@ class KafkaBus:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _require(self) -> tuple[Any, Any]:
-        if self._producer is None:
+    def _require(self) -> Any:
+        """The admin client (RuntimeError unless the bus is running)."""
+        if not self._running:
             raise RuntimeError("bus is not running")
-        return self._producer, self._admin
+        return self._admin
 
     # topics ---------------------------------------------------------------------------
 
@@ -159,7 +231,7 @@ class KafkaBus:
         wanted = [n for n in dict.fromkeys(names) if n not in self._ready_topics]
         if not wanted:
             return
-        _, admin = self._require()
+        admin = self._require()
         async with self._topics_lock:
             wanted = [n for n in wanted if n not in self._ready_topics]
             if not wanted:
@@ -180,9 +252,13 @@ class KafkaBus:
     # producing ------------------------------------------------------------------------
 
     async def send_many(self, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """Append (key, value) records; returns when the broker has acknowledged all of them (acks=all)."""
-        producer, _ = self._require()
+        """Append (key, value) records; returns when the broker has acknowledged all of them (acks=all).
+        DeliveryTimeout if that takes longer than the delivery deadline (send them again)."""
         await self.ensure_topics((topic,))
+        producer = await self._current_producer()
+        await self._delivered(producer, f"records for {topic}", self._send_many(producer, topic, items))
+
+    async def _send_many(self, producer: Any, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
         count = len(await producer.partitions_for(topic))
         ts = now_ms()
         batches: dict[int, Any] = {}
@@ -209,9 +285,15 @@ class KafkaBus:
                 raise result
 
     async def broadcast(self, topic: str, value: bytes) -> None:
-        """One record with an empty key on every partition of `topic` (acknowledged by the broker)."""
-        producer, _ = self._require()
+        """One record with an empty key on every partition of `topic` (acknowledged by the broker; DeliveryTimeout
+        past the delivery deadline)."""
         await self.ensure_topics((topic,))
+        producer = await self._current_producer()
+        await self._delivered(
+            producer, f"a record on every partition of {topic}", self._broadcast(producer, topic, value)
+        )
+
+    async def _broadcast(self, producer: Any, topic: str, value: bytes) -> None:
         ts = now_ms()
         acks: list[asyncio.Future[Any]] = []
         for p in sorted(await producer.partitions_for(topic)):
@@ -231,8 +313,8 @@ class KafkaBus:
 
     async def end_offsets_async(self, topic: str) -> list[int]:
         """The offset the next record of each partition will get (asks the broker)."""
-        producer, _ = self._require()
         await self.ensure_topics((topic,))
+        producer = await self._current_producer()
         partitions = sorted(await producer.partitions_for(topic))
         reader = await self._reader()
         ends = await reader.end_offsets([KafkaTopicPartition(topic, p) for p in partitions])
@@ -294,8 +376,8 @@ class KafkaBus:
             await consumer.stop()
 
     async def partitions_of(self, topic: str) -> int:
-        producer, _ = self._require()
         await self.ensure_topics((topic,))
+        producer = await self._current_producer()
         return len(await producer.partitions_for(topic))
 
     def mark(self, record: Record) -> str:
@@ -304,7 +386,7 @@ class KafkaBus:
 
     async def committed_async(self, group: str, tp: TopicPartition) -> int | None:
         """The group's committed offset of a partition, None if it has none (asks the broker)."""
-        _, admin = self._require()
+        admin = self._require()
         ktp = KafkaTopicPartition(tp.topic, tp.partition)
         offsets = await admin.list_consumer_group_offsets(group, partitions=[ktp])
         found = offsets.get(ktp)

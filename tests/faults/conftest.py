@@ -64,7 +64,7 @@ def reference(work: Workload) -> Iterator[Outcome]:
         dep.start()
         dep.post_registry(work)
         publish_all(dep, work, "reference").join(PUBLISH_DEADLINE_S)
-        dep.settle(work.readings)
+        dep.settle(work)
         outcome = dep.outcome()
     finally:
         dep.stop()
@@ -87,7 +87,7 @@ def settled_as_reference(dep: Deployment, stream: DeviceStream, work: Workload, 
     """The devices published to the end and the service settled: its outcome, checked against the uninterrupted
     run's."""
     stream.join(300)
-    dep.settle(work.readings)
+    dep.settle(work)
     got = dep.outcome()
     assert_same_as_reference(got, reference, work)
     return got

@@ -7,6 +7,7 @@ Kafka broker (`WHISTLE_KAFKA_BOOTSTRAP`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -23,6 +24,16 @@ from whistle.store.embedded import EmbeddedPostgres
 
 TOKEN = "faults-admin-token-5c1d9e07a4b3f2"
 PARTITIONS = "4"  # the same in every deployment, so each partition's clock sees the same devices
+
+
+def message_keys(work: Workload) -> list[tuple[str, int, str] | None]:
+    """(device, seq, channel) of each single-reading message of the workload, in publish order (None: a batch)."""
+    keys: list[tuple[str, int, str] | None] = []
+    for topic, payload in work.messages:
+        doc = json.loads(payload)
+        parts = topic.split("/")
+        keys.append(None if "batch" in doc else (parts[3], int(doc["seq"]), parts[4]))
+    return keys
 
 
 def descendants(pid: int) -> list[int]:
@@ -176,8 +187,10 @@ class Deployment:
     def post_registry(self, workload: Workload) -> None:
         self.api.post_registry(workload.registry)
 
-    def settle(self, readings: int, *, timeout_s: float = 300.0, stable_s: float = 4.0) -> None:
-        """Until `readings` are stored, every consumer group's lag is 0 and nothing moved for `stable_s`."""
+    def settle(self, work: Workload, *, timeout_s: float = 300.0, stable_s: float = 4.0) -> None:
+        """Until the workload's readings are stored, every consumer group's lag is 0 and nothing moved for
+        `stable_s`."""
+        readings = work.readings
         end = time.monotonic() + timeout_s
         last: Any = None
         since = time.monotonic()
@@ -198,14 +211,33 @@ class Deployment:
             if stored >= readings and not pipe.get("lag") and time.monotonic() - since >= stable_s:
                 return
             time.sleep(0.5)
-        try:  # which lane fell short: the priority topics' events, or the bulk data
-            kinds = self.sql("SELECT device_type, channel, count(*) FROM readings GROUP BY 1, 2 ORDER BY 1, 2")
-        except Exception as exc:
-            kinds = repr(exc)
         raise AssertionError(
-            f"not settled within {timeout_s:.0f} s (last: {str(state)[:800]}; stored by type and channel: {kinds})\n"
-            f"{self.logs()}"
+            f"not settled within {timeout_s:.0f} s (last: {str(state)[:800]})\n{self.shortfall(work)}\n{self.logs()}"
         )
+
+    def shortfall(self, work: Workload) -> str:
+        """Which of the workload's messages have no stored reading (where in the publish order: the tail, or a
+        stretch around the fault), what the bus holds, and the log lines about delivery and its retries."""
+        out = []
+        try:
+            stored = {(d, int(s), c) for d, s, c in self.sql("SELECT device_id, seq, channel FROM readings")}
+            missing = [i for i, key in enumerate(message_keys(work)) if key is not None and key not in stored]
+            runs = sum(1 for n, i in enumerate(missing) if n == 0 or missing[n - 1] != i - 1)
+            where = f"positions {missing[0]}..{missing[-1]} of {len(work.messages)} in {runs} stretch(es)"
+            out.append(f"messages without a stored reading: {len(missing)}" + (f", {where}" if missing else ""))
+            kinds = self.sql("SELECT device_type, channel, count(*) FROM readings GROUP BY 1, 2 ORDER BY 1, 2")
+            out.append(f"stored by type and channel: {kinds}")
+            out.append(f"pipeline: {self.api.pipeline()}")
+        except Exception as exc:
+            out.append(f"(could not compare with the workload: {exc!r})")
+        telling = ("MQTT", "subscribed", "retrying", "failed", "source mark", "Traceback", "stopping", "Error")
+        for n in range(1, self.runs + 1):
+            path = self.workdir / f"serve-{n}.log"
+            lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+            hits = [ln for ln in lines if any(s in ln for s in telling) and "aiokafka" not in ln]
+            shown = hits if len(hits) <= 30 else [*hits[:15], f"... {len(hits) - 30} more ...", *hits[-15:]]
+            out.append(f"--- serve-{n}.log: {len(hits)} lines on delivery (aiokafka's left out)\n" + "\n".join(shown))
+        return "\n".join(out)
 
     def outcome(self, *, system_clear_s: float = 90.0) -> Outcome:
         """The run's outcome, once the service's alarms about itself are cleared (or `system_clear_s` passed:

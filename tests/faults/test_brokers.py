@@ -50,7 +50,8 @@ class PersistentMosquitto:
             f"{user}listener {self.port} {HOST}\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "max_queued_messages 1000000000\nmax_queued_bytes 0\nmax_inflight_messages 1000\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\n"
+            # every PUBLISH and PUBACK: which side lost a message is in this log when a test fails
+            "log_dest stderr\nlog_type all\n"
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
@@ -88,7 +89,8 @@ def kafka_broker(workdir: Path) -> Iterator[list[KafkaBroker]]:
         pytest.fail(f"Kafka test broker: {exc}", pytrace=False)
     yield held
     stop_kafka(held[-1])
-    shutil.rmtree(workdir / "kafka", ignore_errors=True)
+    if not os.environ.get("WHISTLE_FAULTS_KEEP"):  # kept with the rest of the test's state (conftest.workdir)
+        shutil.rmtree(workdir / "kafka", ignore_errors=True)
 
 
 def subscribed(dep: Deployment) -> None:
