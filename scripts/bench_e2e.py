@@ -60,7 +60,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from app.mosquitto import MOSQUITTO_CANDIDATES, find_binary, start_mosquitto, stop_process  # noqa: E402
 from evaluation.frontdoor.client import Api  # noqa: E402
-from evaluation.frontdoor.processes import ServiceConfig, WhistleService, clean_environment, free_port  # noqa: E402
+from evaluation.frontdoor.processes import (  # noqa: E402
+    ServiceConfig,
+    WhistleService,
+    clean_environment,
+    free_port,
+    mqtt_subscriptions,
+)
 from simulators.district import build_district  # noqa: E402
 from simulators.load import prepare  # noqa: E402
 from simulators.stream import SimMessage, Simulation, TrafficOptions  # noqa: E402
@@ -477,7 +483,7 @@ class KafkaRoles(System):
                 if procs[f"collector-{i}"].poll() is not None:
                     raise BenchError(f"collector-{i} exited with {procs[f'collector-{i}'].returncode}")
             return all(
-                (c.workdir / f"kafka-collector-{i}.log").read_text(errors="replace").count("subscribed to") >= 2
+                mqtt_subscriptions((c.workdir / f"kafka-collector-{i}.log").read_text(errors="replace")) >= 2
                 for i in (1, 2)
             )
 

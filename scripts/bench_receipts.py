@@ -32,6 +32,7 @@ import websockets
 
 from app.broker import free_port
 from app.mosquitto import start_mosquitto
+from evaluation.frontdoor.processes import mqtt_subscriptions
 from simulators.live import Publisher
 from tests.alerts.channels.fakes import ALI_ID, ALI_SECRET, aliyun_fake
 from tests.alerts.channels.http_server import LocalHttpServer
@@ -93,8 +94,8 @@ async def bench(rounds: int, timeout_s: float) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
             for _ in range(600):
                 try:
-                    if (await http.get("/api/v1/health")).status_code == 200 and log.read_text().count(
-                        "subscribed to"
+                    if (await http.get("/api/v1/health")).status_code == 200 and mqtt_subscriptions(
+                        log.read_text()
                     ) >= 2:
                         break
                 except httpx.TransportError:

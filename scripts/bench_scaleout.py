@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from app.broker import free_port  # noqa: E402
 from app.mosquitto import Broker, start_mosquitto, stop_process  # noqa: E402
 from evaluation.frontdoor.client import Api  # noqa: E402
+from evaluation.frontdoor.processes import mqtt_subscriptions  # noqa: E402
 from tests.kafka_broker import KafkaBroker, start_kafka, stop_kafka  # noqa: E402
 from whistle.bus import partition_for  # noqa: E402
 from whistle.store.embedded import EmbeddedPostgres  # noqa: E402
@@ -255,7 +256,7 @@ class Deployment:
         self.spawn("api", "api")
         self.api = Api(f"http://127.0.0.1:{self.port}", TOKEN, timeout_s=30)
         self.api.wait_healthy(120, alive=self.alive)
-        until(lambda: all(self.log(f"collector{i}").count("subscribed to") >= 2 for i in range(1, collectors + 1)), 60)
+        until(lambda: all(mqtt_subscriptions(self.log(f"collector{i}")) >= 2 for i in range(1, collectors + 1)), 60)
         until(lambda: self.api.pipeline() is not None, 30)
         self.postmaster = int(pg_pid_file.read_text().split()[0])
 

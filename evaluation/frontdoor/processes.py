@@ -80,6 +80,16 @@ def _stop(proc: subprocess.Popen[bytes], wait_s: float = STOP_WAIT_S) -> bool:
         return False
 
 
+MQTT_SUBSCRIBED = "subscribed to ['"  # collectors.mqtt, once per lane when its subscription is acknowledged
+
+
+def mqtt_subscriptions(log: str) -> int:
+    """How many MQTT subscriptions a service's log reports (a collector's two lanes: 2 per start). Not
+    aiokafka's "Updating subscribed topics to: ...", which a bare "subscribed to" also matches: a test that
+    counted those published before the collector had subscribed, and the broker kept none of it."""
+    return log.count(MQTT_SUBSCRIBED)
+
+
 def log_tail(path: Path, chars: int = 3000) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")[-chars:]

@@ -30,6 +30,7 @@ import pytest
 import websockets
 
 from app.broker import free_port
+from evaluation.frontdoor.processes import mqtt_subscriptions
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import wait_for
@@ -149,7 +150,7 @@ async def serve(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> Asyn
         async def up() -> bool:
             if proc.returncode is not None:
                 raise AssertionError(f"whistle serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if log.read_text().count("subscribed to") < 2:
+            if mqtt_subscriptions(log.read_text()) < 2:
                 return False
             try:
                 async with httpx.AsyncClient(timeout=5) as probe:

@@ -26,6 +26,7 @@ import pytest
 import websockets
 
 from app.broker import free_port
+from evaluation.frontdoor.processes import mqtt_subscriptions
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import small_registry, wait_for
@@ -91,7 +92,7 @@ async def cluster(mosquitto: MosquittoBroker, kafka: str, db_url: str, tmp_path:
 
             async def collectors_subscribed() -> bool:
                 # A QoS 1 message published before a collector's session exists is not kept for it.
-                return all(logs[f"collector{i}"].read_text().count("subscribed to") >= 2 for i in (1, 2))
+                return all(mqtt_subscriptions(logs[f"collector{i}"].read_text()) >= 2 for i in (1, 2))
 
             await wait_for(collectors_subscribed, timeout=60, interval=0.2)
             yield {"http": http, "spawn": spawn, "procs": procs, "logs": logs, "db_url": db_url}

@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from app.broker import free_port
+from evaluation.frontdoor.processes import mqtt_subscriptions
 from simulators.live import Publisher
 from tests.conftest import MosquittoBroker
 from tests.helpers import wait_for
@@ -309,7 +310,7 @@ async def split(
             await up(http, procs)
 
             async def subscribed() -> bool:  # a QoS 1 message published before a session exists is not kept
-                return all((tmp_path / f"collector{i}.log").read_text().count("subscribed to") >= 2 for i in (1, 2))
+                return all(mqtt_subscriptions((tmp_path / f"collector{i}.log").read_text()) >= 2 for i in (1, 2))
 
             await wait_for(subscribed, timeout=60, interval=0.2)
             yield {"http": http, "db_url": db_url, "mqtt": mosquitto.url, "procs": procs}

@@ -32,6 +32,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from app.broker import free_port
+from evaluation.frontdoor.processes import mqtt_subscriptions
 from tests.alerts.channels.fakes import ALI_ID, ALI_SECRET, aliyun_fake
 from tests.alerts.channels.http_server import LocalHttpServer
 from tests.browser import chromium, until
@@ -112,7 +113,7 @@ async def serve(mosquitto: MosquittoBroker, db_url: str, tmp_path: Path) -> Asyn
             async def up() -> bool:
                 if proc.returncode is not None:
                     raise AssertionError("whistle serve exited:\n" + log.read_text(errors="replace")[-3000:])
-                if log.read_text(errors="replace").count("subscribed to") < 2:
+                if mqtt_subscriptions(log.read_text(errors="replace")) < 2:
                     return False
                 try:
                     return (await http.get("/api/v1/health")).status_code == 200

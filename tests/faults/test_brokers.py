@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.mosquitto import MOSQUITTO_CANDIDATES, find_binary
-from evaluation.frontdoor.processes import HOST, free_port, listening, log_tail
+from evaluation.frontdoor.processes import HOST, free_port, listening, log_tail, mqtt_subscriptions
 from tests.faults.conftest import publish_all, settled_as_reference, wait
 from tests.faults.devices import DeviceStream
 from tests.faults.service import PARTITIONS, Deployment, Outcome
@@ -95,7 +95,7 @@ def kafka_broker(workdir: Path) -> Iterator[list[KafkaBroker]]:
 
 def subscribed(dep: Deployment) -> None:
     """Until the collector's subscriptions exist: a QoS 1 message published before is not kept for it."""
-    wait(lambda: dep.log.read_text(errors="replace").count("subscribed to") >= 2, 60, "collector subscription", dep)
+    wait(lambda: mqtt_subscriptions(dep.log.read_text(errors="replace")) >= 2, 60, "collector subscription", dep)
 
 
 def backfill_under_way(dep: Deployment, work: Workload, share: float) -> DeviceStream:
