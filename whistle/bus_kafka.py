@@ -11,8 +11,9 @@ Delivery deadline. An idempotent aiokafka producer retries a batch until the bro
 gives up on its own, so a producer that stopped making progress would hold its caller forever. A send
 (`send_many`, `broadcast`) that is not acknowledged within `delivery_timeout_ms` (by default twice the
 request timeout, as Kafka's own `delivery.timeout.ms` bounds a send) raises `DeliveryTimeout`, and the
-producer is replaced: its unacknowledged batches fail, it is closed, and the next send starts a new one
-(or raises `ConnectionError` while the cluster is unreachable). The records may or may not be on the log:
+producer is replaced: it is closed (what it still holds is dropped) and the next send starts a new one (or
+raises `ConnectionError` while the cluster is unreachable). `stop()` waits for the producer's last batches
+at most the request timeout too. The records may or may not be on the log:
 the caller sends them again (the collector does), and consumers drop repeats by id.
 
 Topics. `ensure_topics` creates the topics the bus is asked to use, with the bus's partition count;
@@ -167,20 +168,26 @@ class KafkaBus:
             return self._producer
 
     async def _retire(self, producer: Any, why: DeliveryTimeout) -> None:
-        """Fail the unacknowledged batches of `producer` and close it; the next send starts a new producer."""
+        """Close `producer`, dropping what it still holds; the next send starts a new producer."""
         async with self._producer_lock:
             if self._producer is not producer:
                 return  # another send retired it already
             self._producer = None
             self.producers_replaced += 1
         log.warning("%s: retiring the Kafka producer, its unacknowledged batches are sent again", why)
+        await self._close_producer(producer)
+
+    async def _close_producer(self, producer: Any) -> None:
+        """Stop `producer`, waiting at most the request timeout for what it still has to deliver."""
         try:
             await asyncio.wait_for(producer.stop(), self.request_timeout_ms / 1000)
         except Exception as exc:
-            # stop() waits for every batch the producer holds, and those are not going to be acknowledged.
+            # stop() waits for every batch the producer holds, however long the broker keeps them waiting.
             # aiokafka has no public abort: end its sender and close its connections, dropping the batches.
-            log.warning("the retired Kafka producer did not stop (%r); closing its connections", exc)
-            producer._sender.sender_task.cancel()
+            log.warning("the Kafka producer did not stop in time (%r); closing its connections", exc)
+            sender = getattr(producer._sender, "sender_task", None)
+            if sender is not None:
+                sender.cancel()
             await producer.client.close()
 
     async def _delivered(self, producer: Any, what: str, send: Awaitable[None]) -> None:
@@ -204,7 +211,7 @@ class KafkaBus:
         self._ready_topics.clear()
         try:
             if producer is not None:
-                await producer.stop()
+                await self._close_producer(producer)
         finally:
             if reader is not None:
                 await reader.stop()

@@ -34,19 +34,19 @@ def records(tag: str, n: int = 20) -> list[tuple[bytes, bytes]]:
     return [(f"dev-{i % 5}".encode(), f"{tag}:{i}".encode()) for i in range(n)]
 
 
-async def send_until_acknowledged(bus: KafkaBus, items: list[tuple[bytes, bytes]], within_s: float) -> int:
-    """Send as the collector does: again on a deadline or an unreachable cluster; returns the attempts made."""
+async def send_until_acknowledged(bus: KafkaBus, items: list[tuple[bytes, bytes]], within_s: float) -> list[str]:
+    """Send as the collector does (collectors.service: again after any failure); returns the failures met."""
     loop = asyncio.get_running_loop()
     end = loop.time() + within_s
-    attempts = 0
+    failures: list[str] = []
     while True:
-        attempts += 1
         try:
             await bus.send_many(TOPIC, items)
-            return attempts
-        except (DeliveryTimeout, ConnectionError):
+            return failures
+        except Exception as exc:
+            failures.append(repr(exc))
             if loop.time() > end:
-                raise
+                raise AssertionError(f"not delivered within {within_s:.0f} s: {failures}") from exc
             await asyncio.sleep(0.5)
 
 
@@ -92,3 +92,23 @@ async def test_a_send_the_broker_never_acknowledges_fails_at_the_deadline_then_a
         assert await bus.bounds(TopicPartition(TOPIC, 0)) == (0, ends[0])
     finally:
         await bus.stop()
+
+
+async def test_stopping_the_bus_does_not_wait_forever_for_a_broker_that_never_answers(broker: KafkaBroker) -> None:
+    bus = KafkaBus(broker.bootstrap, 2, client_id="stopping", request_timeout_ms=2_000, delivery_timeout_ms=600_000)
+    await bus.start()
+    await bus.send_many(TOPIC, records("before"))
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        stuck = asyncio.create_task(bus.send_many(TOPIC, records("unanswered")))
+        await asyncio.sleep(1.0)
+        assert not stuck.done()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        async with asyncio.timeout(30):  # bounds the test: aiokafka's stop() alone waits for the batch forever
+            await bus.stop()
+        assert loop.time() - began < 15, "the producer's last batches are waited for at most the request timeout"
+        assert not bus.running
+        stuck.cancel()
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
