@@ -14,6 +14,10 @@ already known when the gap is judged clears the alarm at once, at the time the d
 A reading no newer than one of the device already seen that arrives later than the lateness — one
 delivered again after a collector restarted between storing and acknowledging it — is no sign of life.
 
+A device of a type that reports on `data`, heard so far only on `status` or `event` (a meter's heartbeat
+just after midnight, its day uploaded at 04:30), is allowed `batch_interval_s` until its first data reading
+shows which kind of reporter it is.
+
 A device seen uploading a `{"batch": [...]}` message, or delivering readings more than `batch_lag_s`
 behind its collector's clock — an NB-IoT meter that uploads a day's readings at once, a sensor that
 buffers an hour — is judged by arrival instead: offline when nothing
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 
 from rules.processor import RuleContext
 from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity, SubjectType
+from whistle.protocol import PROTOCOL
 
 _AHEAD_MAX = 2048  # readings of one device held beyond the watermark (hours of skew at one a minute)
 
@@ -52,6 +57,7 @@ class OfflineState:
     ahead: list[int] = field(default_factory=list)  # its arrival stamps after `cover`, in order
     will_due: int = -1  # an offline will's deadline (-1: none)
     will_ts: int = 0
+    data_seen: bool = False  # a reading on `data` came: the type's data cadence applies (below)
 
 
 def _det(device_id: str, st: OfflineState, ts: int, action: DetectionAction, ev: dict[str, object]) -> Detection:
@@ -115,7 +121,12 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
     if st.device_type == "":
         st.device_type = r.device_type.value
         st.grid_id, st.household_id, st.building_id = r.grid_id, r.household_id, r.building_id
-    allowed = int(p.batch_interval_s * 1000) if st.batch else p.interval_ms(r.device_type)
+    if r.channel is Channel.DATA:
+        st.data_seen = True
+    # A device of a type that reports data is judged by its data cadence once it has shown one: heard only
+    # by its heartbeat so far, it may be a meter that uploads its day at once, hours after the heartbeat.
+    unknown = not st.data_seen and (r.device_type, Channel.DATA) in PROTOCOL
+    allowed = int(p.batch_interval_s * 1000) if st.batch or unknown else p.interval_ms(r.device_type)
     st.allowed_ms = allowed
     if will:
         st.will_due, st.will_ts = clock + int(p.will_grace_s * 1000), r.ts

@@ -173,6 +173,31 @@ def test_a_sensor_that_uploads_an_hour_at_a_time_is_a_batch_uploader_not_offline
     assert hours(batched=False) != []  # what the evaluation met before the mark
 
 
+def test_a_meter_heard_only_by_its_heartbeat_is_not_judged_by_a_data_cadence_it_has_not_shown() -> None:
+    # The simulator's NB-IoT meters through the front door (evaluation, 2026-12-01: 33 device.offline for 300
+    # meters, all on the stream's first day, 280-301 in the evaluation of record): a meter's first message is
+    # its status heartbeat just after midnight, its first data a daily batch at 04:30. Judged by the 45 min of
+    # a 15-min meter from the heartbeat, every such meter was "offline" until its first upload.
+    proc, part, out = Processor(BULK_RULES), PartitionState(), []
+    status = reading("NB-1", DeviceType.WATER, Channel.STATUS, T0 + 3 * MIN, {"battery_pct": 80.0}, household="RJ-H2")
+    proc.process(part, status, out)
+    for i in range(4 * 8):  # another meter keeps the clock moving: 8 hours of 15-min readings
+        proc.process(part, water("WM-1", T0 + i * 15 * MIN), out)
+        if i == 18:  # 04:30: NB-1 uploads what it holds, as one batch message
+            for k in range(18):
+                r = water("NB-1", T0 + k * 15 * MIN, received_at=T0 + 18 * 15 * MIN)
+                proc.process(part, dataclasses.replace(r, batched=True), out)
+    assert [x for x in offline(out) if x[0] == "NB-1"] == []
+    # and a meter that shows a live cadence after its heartbeat is judged by it from then on
+    proc, part, out = Processor(BULK_RULES), PartitionState(), []
+    proc.process(part, dataclasses.replace(status, device_id="WM-2"), out)
+    for i in range(4 * 8):
+        proc.process(part, water("WM-1", T0 + i * 15 * MIN), out)
+        if i < 8:  # WM-2 reports live for two hours, then stops
+            proc.process(part, water("WM-2", T0 + i * 15 * MIN), out)
+    assert [x for x in offline(out) if x[0] == "WM-2"] == [("WM-2", "raise", T0 + 7 * 15 * MIN + 45 * MIN)]
+
+
 def test_the_bus_record_keeps_the_batched_mark() -> None:
     r = dataclasses.replace(water("WM-1", T0), batched=True)
     assert decode_reading(encode_reading(r)).batched
