@@ -14,9 +14,10 @@ already known when the gap is judged clears the alarm at once, at the time the d
 A reading no newer than one of the device already seen that arrives later than the lateness — one
 delivered again after a collector restarted between storing and acknowledging it — is no sign of life.
 
-A device of a type that reports on `data`, heard so far only on `status` or `event` (a meter's heartbeat
-just after midnight, its day uploaded at 04:30), is allowed `batch_interval_s` until its first data reading
-shows which kind of reporter it is.
+A meter or an e-bike sensor heard so far only on `status` or `event` (a meter's heartbeat just after
+midnight, its day uploaded at 04:30) is allowed `batch_interval_s` until its first data reading shows which
+kind of reporter it is (elevators and smoke detectors keep their intervals: they are connected, or report no
+data).
 
 A device seen uploading a `{"batch": [...]}` message, or delivering readings more than `batch_lag_s`
 behind its collector's clock — an NB-IoT meter that uploads a day's readings at once, a sensor that
@@ -35,9 +36,20 @@ import bisect
 from dataclasses import dataclass, field
 
 from rules.processor import RuleContext
-from whistle.domain import AlarmKind, Channel, Detection, DetectionAction, Reading, Severity, SubjectType
-from whistle.protocol import PROTOCOL
+from whistle.domain import (
+    AlarmKind,
+    Channel,
+    Detection,
+    DetectionAction,
+    DeviceType,
+    Reading,
+    Severity,
+    SubjectType,
+)
 
+# Types whose data may come as uploads hours apart (NB-IoT water meters, a utility's daily power feed, a sensor
+# that buffers an hour: DOMAIN.md); elevators are connected, smoke detectors report no data.
+UPLOADERS = frozenset({DeviceType.WATER, DeviceType.POWER, DeviceType.EBIKE})
 _AHEAD_MAX = 2048  # readings of one device held beyond the watermark (hours of skew at one a minute)
 
 
@@ -123,9 +135,9 @@ def offline_seen(r: Reading, st: OfflineState, ctx: RuleContext) -> list[Detecti
         st.grid_id, st.household_id, st.building_id = r.grid_id, r.household_id, r.building_id
     if r.channel is Channel.DATA:
         st.data_seen = True
-    # A device of a type that reports data is judged by its data cadence once it has shown one: heard only
-    # by its heartbeat so far, it may be a meter that uploads its day at once, hours after the heartbeat.
-    unknown = not st.data_seen and (r.device_type, Channel.DATA) in PROTOCOL
+    # A meter or sensor is judged by its data cadence once it has shown one: heard only by its heartbeat so
+    # far, it may upload its day (or its hour) at once, hours after the heartbeat.
+    unknown = not st.data_seen and r.device_type in UPLOADERS
     allowed = int(p.batch_interval_s * 1000) if st.batch or unknown else p.interval_ms(r.device_type)
     st.allowed_ms = allowed
     if will:

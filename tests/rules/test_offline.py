@@ -196,6 +196,12 @@ def test_a_meter_heard_only_by_its_heartbeat_is_not_judged_by_a_data_cadence_it_
         if i < 8:  # WM-2 reports live for two hours, then stops
             proc.process(part, water("WM-2", T0 + i * 15 * MIN), out)
     assert [x for x in offline(out) if x[0] == "WM-2"] == [("WM-2", "raise", T0 + 7 * 15 * MIN + 45 * MIN)]
+    # an elevator is connected: heard only by its status, it keeps its 10 minutes
+    proc, part, out = Processor(BULK_RULES), PartitionState(), []
+    proc.process(part, reading("EL-1", DeviceType.ELEVATOR, Channel.STATUS, T0, {"online": True}), out)
+    for i in range(8):
+        proc.process(part, water("WM-1", T0 + i * 15 * MIN), out)
+    assert [x for x in offline(out) if x[0] == "EL-1"] == [("EL-1", "raise", T0 + 10 * MIN)]
 
 
 def test_the_bus_record_keeps_the_batched_mark() -> None:
