@@ -99,12 +99,18 @@ class Deployment:
         """The end of each run's log, without the lines that bury a failure (notifications, Kafka's group chatter)."""
         noise = ("alerts.channels", "aiokafka.consumer.group_coordinator", "HTTP Request")
         out = []
-        for n in range(1, self.runs + 1):
-            path = self.workdir / f"serve-{n}.log"
-            lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        for n, lines in self._run_logs():
             kept = "\n".join(line for line in lines if not any(s in line for s in noise))
             out.append(f"--- serve-{n}.log ({len(lines)} lines, noise left out)\n{kept[-5000:]}")
         return "\n".join(out)
+
+    def _run_logs(self) -> list[tuple[int, list[str]]]:
+        """(run, its log's lines) for every start of `whistle serve` in this deployment."""
+        out = []
+        for n in range(1, self.runs + 1):
+            path = self.workdir / f"serve-{n}.log"
+            out.append((n, path.read_text(errors="replace").splitlines() if path.exists() else []))
+        return out
 
     def start(self, timeout_s: float = 180.0) -> float:
         """Start `whistle serve`; returns once it is healthy and accepts devices (seconds it took)."""
@@ -231,9 +237,7 @@ class Deployment:
         except Exception as exc:
             out.append(f"(could not compare with the workload: {exc!r})")
         telling = ("MQTT", "subscribed", "retrying", "failed", "source mark", "Traceback", "stopping", "Error")
-        for n in range(1, self.runs + 1):
-            path = self.workdir / f"serve-{n}.log"
-            lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        for n, lines in self._run_logs():
             hits = [ln for ln in lines if any(s in ln for s in telling) and "aiokafka" not in ln]
             shown = hits if len(hits) <= 30 else [*hits[:15], f"... {len(hits) - 30} more ...", *hits[-15:]]
             out.append(f"--- serve-{n}.log: {len(hits)} lines on delivery (aiokafka's left out)\n" + "\n".join(shown))
